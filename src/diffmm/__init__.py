@@ -1,0 +1,14 @@
+"""diffmm: the DiffMM multi-modal diffusion recommender as a scikit-learn style estimator."""
+
+from ._validation import UnknownIdError
+from ._version import __version__
+from .baselines import PopularityRecommender
+from .estimator import PRESETS, DiffMMRecommender
+
+__all__ = [
+    "PRESETS",
+    "DiffMMRecommender",
+    "PopularityRecommender",
+    "UnknownIdError",
+    "__version__",
+]

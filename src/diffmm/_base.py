@@ -1,0 +1,297 @@
+"""The recommender API shared by every estimator: id mapping, recommend, predict, score.
+
+Subclasses implement how to learn (``_fit``) and how to score (``_score_block`` for full
+rows over the catalogue, ``_score_pairs`` for single user–item pairs); everything that deals
+with raw ids, masking, top-n and evaluation lives here once.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from . import metrics as _metrics
+from ._validation import (
+    check_interactions,
+    check_k,
+    interaction_matrix,
+    resolve_universes,
+    validate_params,
+)
+
+__all__ = ["BaseRecommender"]
+
+
+class BaseRecommender(BaseEstimator):
+    """Base class of the package's recommenders (not for direct use).
+
+    Subclasses define ``_parameter_constraints`` (validated at the top of :meth:`fit`),
+    ``_fit(matrix, features, validation)``, ``_score_block(user_indices)`` returning an array
+    of shape (len(user_indices), n_items) and ``_score_pairs(user_indices, item_indices)``.
+    """
+
+    _parameter_constraints: dict[str, list] = {
+        "user_col": [str],
+        "item_col": [str],
+        "weight_col": [str, None],
+    }
+    _requires_features: bool = False
+
+    # -- fitting ---------------------------------------------------------------------------
+
+    def _read(self, X: Any, name: str):
+        return check_interactions(
+            X,
+            user_col=self.user_col,
+            item_col=self.item_col,
+            weight_col=self.weight_col,
+            timestamp_col=None,
+            name=name,
+        )
+
+    def _validate_params(self) -> None:
+        constraints: dict[str, list] = {}
+        for klass in reversed(type(self).__mro__):
+            constraints.update(getattr(klass, "_parameter_constraints", {}))
+        validate_params(self.get_params(deep=False), constraints)
+
+    def _prepare_fit(self, interactions: Any, modality_features: Any) -> dict[str, np.ndarray]:
+        """Validate inputs, set the id maps and training matrices; return aligned features."""
+        self._validate_params()
+        rows = self._read(interactions, "interactions")
+        users, items, features = resolve_universes(
+            rows, modality_features, require_features=self._requires_features
+        )
+        matrix, weights = interaction_matrix(rows, users, items)
+        self._users = users
+        self._items = items
+        self.user_ids_ = users.ids
+        self.item_ids_ = items.ids
+        self.n_users_ = len(users)
+        self.n_items_ = len(items)
+        self.interactions_ = matrix
+        self.interaction_weights_ = weights
+        return features
+
+    def _held_out_matrix(self, X: Any, name: str) -> sp.csr_matrix:
+        """Held-out interactions as a binary matrix over the fitted universes."""
+        rows = self._read(X, name)
+        if rows.shape is not None and rows.shape != (self.n_users_, self.n_items_):
+            raise ValueError(
+                f"{name} is a matrix of shape {rows.shape}, but the model was fitted on "
+                f"{self.n_users_} users x {self.n_items_} items."
+            )
+        matrix, _ = interaction_matrix(rows, self._users, self._items, name=name)
+        return matrix
+
+    # -- scoring hooks -----------------------------------------------------------------------
+
+    def _score_block(self, user_indices: np.ndarray) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+    def _score_pairs(
+        self, user_indices: np.ndarray, item_indices: np.ndarray
+    ) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+    # -- public API --------------------------------------------------------------------------
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Score each (user, item) row.
+
+        Parameters
+        ----------
+        X : DataFrame, array-like of shape (n_pairs, 2) or sparse matrix
+            User and item ids, in any form :meth:`fit` accepts; weights are ignored.
+
+        Returns
+        -------
+        ndarray of shape (n_pairs,)
+            The model's score for each pair (higher means more recommended). For a sparse
+            matrix, pairs are its stored entries in row-major order.
+        """
+        check_is_fitted(self)
+        rows = self._read(X, "X")
+        users = self._users.index(rows.users, name="X user ids")
+        items = self._items.index(rows.items, name="X item ids")
+        return np.asarray(self._score_pairs(users, items), dtype=np.float64)
+
+    def recommend(
+        self,
+        users: Any,
+        n: int = 10,
+        *,
+        exclude_seen: bool = True,
+        items: Any = None,
+        exclude_items: Any = None,
+        batch_size: int = 1024,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``n`` items for each user, best first.
+
+        Parameters
+        ----------
+        users : array-like of shape (n_users,) or a single id
+            Raw user ids the model was fitted on.
+        n : int, default=10
+            Number of items per user. Larger than the number of candidate items, it is clipped
+            to that number with a warning.
+        exclude_seen : bool, default=True
+            Leave out each user's training items.
+        items : array-like, optional
+            Restrict the candidates to these raw item ids.
+        exclude_items : array-like, optional
+            Never recommend these raw item ids.
+        batch_size : int, default=1024
+            Users scored at a time; memory use is ``batch_size x n_items`` floats.
+
+        Returns
+        -------
+        item_ids : ndarray of shape (n_users, n)
+            Raw item ids.
+        scores : ndarray of shape (n_users, n)
+            Their scores. A score of ``-inf`` marks padding: that user had fewer than ``n``
+            candidate items left after exclusions.
+        """
+        check_is_fitted(self)
+        user_arr = np.atleast_1d(np.asarray(users))
+        if user_arr.ndim != 1:
+            raise ValueError(f"users must be a 1-D array of user ids, got shape {user_arr.shape}.")
+        if user_arr.size == 0:
+            raise ValueError("users is empty; pass at least one user id.")
+        user_idx = self._users.index(user_arr, name="users")
+        n = check_k(n, name="n")
+        batch_size = check_k(batch_size, name="batch_size")
+
+        candidates = np.arange(self.n_items_)
+        if items is not None:
+            candidates = np.unique(self._items.index(np.atleast_1d(items), name="items"))
+        if exclude_items is not None:
+            dropped = self._items.index(np.atleast_1d(exclude_items), name="exclude_items")
+            candidates = np.setdiff1d(candidates, dropped, assume_unique=False)
+        if candidates.size == 0:
+            raise ValueError("No candidate items are left after `items` and `exclude_items`.")
+        if n > candidates.size:
+            warnings.warn(
+                f"n={n} is larger than the {candidates.size} candidate items; returning "
+                f"{candidates.size} per user.",
+                UserWarning,
+                stacklevel=2,
+            )
+            n = int(candidates.size)
+
+        restricted = candidates.size < self.n_items_
+        exclude = self.interactions_[user_idx] if exclude_seen else None
+        if restricted and exclude is not None:
+            exclude = exclude[:, candidates]
+
+        def block(rows: np.ndarray) -> np.ndarray:
+            scores = self._score_block(user_idx[rows])
+            return scores[:, candidates] if restricted else scores
+
+        top, top_scores = _metrics.rank_items(
+            block,
+            n,
+            exclude=exclude,
+            users=np.arange(len(user_idx)),
+            chunk_size=batch_size,
+        )
+        padding = top < 0
+        top = candidates[np.where(padding, 0, top)]
+        return self._items.to_ids(top), np.where(padding, -np.inf, top_scores)
+
+    def _top_items(self, user_idx: np.ndarray, k: int, batch_size: int = 1024) -> np.ndarray:
+        top, _ = _metrics.rank_items(
+            self._score_block,
+            k,
+            exclude=self.interactions_,
+            users=user_idx,
+            chunk_size=batch_size,
+        )
+        return top
+
+    def _evaluate_matrix(
+        self, held_out: sp.csr_matrix, metrics: tuple[str, ...], ks: tuple[int, ...]
+    ) -> dict[str, float]:
+        """Rank for users with held-out items (training items masked) and compute metrics."""
+        held_out = sp.csr_matrix(held_out)
+        user_idx = np.flatnonzero(np.diff(held_out.indptr) > 0)
+        if user_idx.size == 0:
+            raise ValueError("The held-out interactions contain no user with an item to find.")
+        max_k = max(ks)
+        top = self._top_items(user_idx, min(max_k, self.n_items_))
+        if top.shape[1] < max_k:  # a catalogue smaller than k: pad as "no item here"
+            top = np.pad(top, ((0, 0), (0, max_k - top.shape[1])), constant_values=-1)
+        result = _metrics.evaluate(top, held_out[user_idx], metrics=metrics, ks=ks)
+        result["n_users_skipped"] = int(self.n_users_ - user_idx.size)
+        return result
+
+    def evaluate(
+        self,
+        X: Any,
+        *,
+        metrics: tuple[str, ...] = ("recall", "ndcg", "precision"),
+        ks: tuple[int, ...] = (10, 20),
+    ) -> dict[str, float]:
+        """Ranking metrics of the recommendations against held-out interactions.
+
+        Each user with at least one held-out interaction is ranked over the full catalogue with
+        their training items excluded (SPEC §7).
+
+        Parameters
+        ----------
+        X : DataFrame, array-like of shape (n_interactions, 2) or sparse matrix
+            Held-out interactions of users the model knows.
+        metrics : tuple of str
+            Names from :data:`diffmm.metrics.METRICS`.
+        ks : tuple of int
+            Cut-offs.
+
+        Returns
+        -------
+        dict
+            ``{"recall@20": ..., ..., "n_users_evaluated": ..., "n_users_skipped": ...}``.
+        """
+        check_is_fitted(self)
+        ks = tuple(check_k(k, name="ks") for k in ks)
+        for metric in metrics:
+            _metrics.get_metric(metric)
+        return self._evaluate_matrix(self._held_out_matrix(X, "X"), tuple(metrics), ks)
+
+    def score(self, X: Any, y: Any = None, *, metric: str = "recall", k: int = 20) -> float:
+        """A ranking metric (default Recall@20) of the recommendations on held-out ``X``.
+
+        Higher is better, so this works as the default scorer of scikit-learn's model
+        selection. ``y`` is ignored.
+
+        Parameters
+        ----------
+        X : DataFrame, array-like of shape (n_interactions, 2) or sparse matrix
+            Held-out interactions of users the model knows.
+        y : None
+            Ignored.
+        metric : str, default="recall"
+            A name from :data:`diffmm.metrics.METRICS`.
+        k : int, default=20
+            The cut-off.
+
+        Returns
+        -------
+        float
+        """
+        check_is_fitted(self)
+        k = check_k(k, name="k")
+        _metrics.get_metric(metric)
+        result = self._evaluate_matrix(self._held_out_matrix(X, "X"), (metric,), (k,))
+        return float(result[f"{metric}@{k}"])
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = True
+        tags.target_tags.required = False
+        tags.non_deterministic = False
+        return tags

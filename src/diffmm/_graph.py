@@ -1,0 +1,109 @@
+"""Pure graph functions: the normalised bipartite adjacency, generated graphs, edge dropout.
+
+Graphs are torch sparse CSR tensors of shape (U+I, U+I), users first. Everything here works on
+whatever device its inputs live on and never builds a dense users × items array.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+__all__ = ["bipartite_adjacency", "drop_edges", "top_k_graph"]
+
+
+def _csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, size: int) -> torch.Tensor:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(crow, col, values, (size, size), check_invariants=False)
+
+
+def bipartite_adjacency(
+    users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int
+) -> torch.Tensor:
+    """``D^-1/2 (B + I) D^-1/2`` for ``B = [[0, R], [Rᵀ, 0]]`` with R given by its edges.
+
+    SPEC "Data" (and §4 for generated graphs): duplicate edges count once, every node gets a
+    self-loop, ``D`` are the row sums of ``B + I``.
+
+    Parameters
+    ----------
+    users, items : LongTensor of shape (n_edges,)
+        Edge endpoints as user and item indices.
+    n_users, n_items : int
+        Sizes of the two node sets.
+
+    Returns
+    -------
+    Tensor
+        Sparse CSR tensor of shape (n_users + n_items, n_users + n_items), float32, on the
+        device of ``users``.
+    """
+    device = users.device
+    n = n_users + n_items
+    users = users.to(torch.int64)
+    items = items.to(torch.int64)
+    # Deduplicate user–item edges (binarised R).
+    keys = torch.unique(users * n_items + items)
+    u, i = keys // n_items, keys % n_items
+    nodes = torch.arange(n, device=device)
+    rows = torch.cat([u, i + n_users, nodes])
+    cols = torch.cat([i + n_users, u, nodes])
+    degree = torch.bincount(rows, minlength=n).to(torch.float32)
+    d_inv_sqrt = degree.pow(-0.5)
+    values = d_inv_sqrt[rows] * d_inv_sqrt[cols]
+    order = torch.argsort(rows * n + cols)
+    rows, cols, values = rows[order], cols[order], values[order]
+    crow = torch.zeros(n + 1, dtype=torch.int64, device=device)
+    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=n), 0)
+    return _csr(crow, cols, values, n)
+
+
+def adjacency_from_matrix(matrix: sp.spmatrix, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The normalised bipartite adjacency ``A`` of a users × items interaction matrix."""
+    coo = sp.coo_matrix(matrix)
+    nz = coo.data != 0
+    users = torch.as_tensor(coo.row[nz].astype(np.int64), device=device)
+    items = torch.as_tensor(coo.col[nz].astype(np.int64), device=device)
+    return bipartite_adjacency(users, items, matrix.shape[0], matrix.shape[1])
+
+
+def top_k_graph(
+    user_indices: torch.Tensor, top_items: torch.Tensor, n_users: int, n_items: int
+) -> torch.Tensor:
+    """The generated graph ``G_m`` from each user's top-k items (SPEC §4), before dropout.
+
+    Parameters
+    ----------
+    user_indices : LongTensor of shape (n_rows,)
+        The user of each row of ``top_items``.
+    top_items : LongTensor of shape (n_rows, k)
+        Item indices to connect to that user.
+    """
+    k = top_items.shape[1]
+    users = user_indices.to(torch.int64).repeat_interleave(k)
+    return bipartite_adjacency(users, top_items.reshape(-1), n_users, n_items)
+
+
+def drop_edges(
+    graph: torch.Tensor, keep_rate: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Keep each stored entry with probability ``keep_rate``, scaling kept values by its inverse.
+
+    SPEC §4: applied to every stored entry of ``G_m`` (self-loops included), once per epoch.
+    ``keep_rate == 1`` returns the graph unchanged.
+    """
+    if keep_rate >= 1.0:
+        return graph
+    crow, col, values = graph.crow_indices(), graph.col_indices(), graph.values()
+    n = graph.shape[0]
+    draw = torch.rand(values.shape, generator=generator, device="cpu").to(values.device)
+    mask = draw < keep_rate
+    rows = torch.repeat_interleave(torch.arange(n, device=values.device), torch.diff(crow))
+    counts = torch.bincount(rows[mask], minlength=n)
+    new_crow = torch.zeros(n + 1, dtype=torch.int64, device=values.device)
+    new_crow[1:] = torch.cumsum(counts, 0)
+    return _csr(new_crow, col[mask], values[mask] / keep_rate, n)

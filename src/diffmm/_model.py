@@ -1,0 +1,272 @@
+"""Torch modules of DiffMM: time embedding, denoiser, modality projections, graph encoder.
+
+Modules take explicit constructor arguments (from the frozen :class:`NetworkConfig`) and draw
+their initial weights from an explicit ``torch.Generator``; they never read global state.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "Denoiser",
+    "DiffMMNetwork",
+    "ModalityProjection",
+    "NetworkConfig",
+    "TimeEmbedding",
+    "propagate",
+]
+
+
+def _xavier_uniform_(tensor: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    fan_out, fan_in = tensor.shape[0], tensor.shape[1]
+    bound = math.sqrt(6.0 / (fan_in + fan_out))
+    with torch.no_grad():
+        return tensor.uniform_(-bound, bound, generator=generator)
+
+
+def _torch_linear_init_(layer: nn.Linear, generator: torch.Generator | None) -> None:
+    # torch's default nn.Linear init (kaiming_uniform with a=sqrt(5)), through a generator.
+    bound = 1.0 / math.sqrt(layer.in_features)
+    with torch.no_grad():
+        layer.weight.uniform_(-bound, bound, generator=generator)
+        if layer.bias is not None:
+            layer.bias.uniform_(-bound, bound, generator=generator)
+
+
+def _denoiser_init_(layer: nn.Linear, generator: torch.Generator | None) -> None:
+    # SPEC §2: weights N(0, sqrt(2/(fan_in+fan_out))), biases N(0, 0.001).
+    std = math.sqrt(2.0 / (layer.in_features + layer.out_features))
+    with torch.no_grad():
+        layer.weight.normal_(0.0, std, generator=generator)
+        layer.bias.normal_(0.0, 0.001, generator=generator)
+
+
+class TimeEmbedding(nn.Module):
+    """Sinusoidal embedding of the diffusion step followed by a linear layer (SPEC §2).
+
+    Parameters
+    ----------
+    dim : int
+        Embedding size; the first half holds cosines, the second sines, with frequencies
+        ``exp(−ln(10000)·k/(dim//2))``.
+    """
+
+    def __init__(self, dim: int, *, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.dim = dim
+        half = dim // 2
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
+        self.register_buffer("freqs", freqs, persistent=False)
+        self.linear = nn.Linear(dim, dim)
+        _denoiser_init_(self.linear, generator)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        angles = t.to(self.freqs.dtype)[:, None] * self.freqs[None]
+        emb = torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
+        if self.dim % 2:
+            emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)
+        return self.linear(emb)
+
+
+class Denoiser(nn.Module):
+    """The MLP ``f_m(x_t, t)`` that predicts a user's interaction row ``x_0`` (SPEC §2).
+
+    Parameters
+    ----------
+    n_items : int
+        Length of an interaction row.
+    hidden_dims : tuple of int
+        Hidden layer sizes (tanh between all layers, none after the last).
+    time_dim : int
+        Size of the time embedding.
+    dropout : float
+        Input dropout applied in training mode only.
+    normalize_input : bool
+        L2-normalise ``x_t`` before dropout.
+    """
+
+    def __init__(
+        self,
+        n_items: int,
+        hidden_dims: tuple[int, ...] = (1000,),
+        *,
+        time_dim: int = 10,
+        dropout: float = 0.5,
+        normalize_input: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.dropout = dropout
+        self.normalize_input = normalize_input
+        self.time_embedding = TimeEmbedding(time_dim, generator=generator)
+        sizes = [n_items + time_dim, *hidden_dims, n_items]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
+        for layer in self.layers:
+            _denoiser_init_(layer, generator)
+
+    def forward(
+        self, x_t: torch.Tensor, t: torch.Tensor, *, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        if self.normalize_input:
+            x_t = F.normalize(x_t, dim=-1)
+        if self.training and self.dropout > 0:
+            keep = 1.0 - self.dropout
+            mask = torch.empty_like(x_t).bernoulli_(keep, generator=generator)
+            x_t = x_t * mask / keep
+        h = torch.cat([x_t, self.time_embedding(t).to(x_t.dtype)], dim=-1)
+        for index, layer in enumerate(self.layers):
+            h = layer(h)
+            if index < len(self.layers) - 1:
+                h = torch.tanh(h)
+        return h
+
+
+class ModalityProjection(nn.Module):
+    """``φ_m``: item features of one modality into the embedding space (SPEC "Parameters").
+
+    ``kind="linear"`` is a linear layer with bias (reference ``trans=1``); ``kind="matrix"``
+    is a bias-free Xavier-initialised matrix followed by LeakyReLU(0.2) (``trans=0``).
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        kind: str = "matrix",
+        *,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.kind = kind
+        if kind == "linear":
+            self.linear = nn.Linear(in_dim, out_dim)
+            _torch_linear_init_(self.linear, generator)
+        elif kind == "matrix":
+            self.weight = nn.Parameter(torch.empty(in_dim, out_dim))
+            _xavier_uniform_(self.weight, generator)
+        else:
+            raise ValueError(f"Unknown projection kind {kind!r}; use 'linear' or 'matrix'.")
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if self.kind == "linear":
+            return self.linear(features)
+        return F.leaky_relu(features @ self.weight, negative_slope=0.2)
+
+
+def propagate(adjacency: torch.Tensor, x: torch.Tensor, n_layers: int) -> torch.Tensor:
+    """``Σ_{l=0..L} A^l·x`` (SPEC §5)."""
+    total = x
+    for _ in range(n_layers):
+        x = adjacency @ x
+        total = total + x
+    return total
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Everything the recommender network needs to be built (SPEC §5 symbols in brackets)."""
+
+    n_users: int
+    n_items: int
+    feature_dims: tuple[int, ...]
+    embedding_dim: int = 64  # D
+    projection: str = "matrix"
+    n_layers: int = 1  # L
+    generated_graph_weight: float = 0.2  # λ_adj
+    residual_weight: float = 0.5  # λ_ris
+
+
+class DiffMMNetwork(nn.Module):
+    """ID embeddings, modality projections and fusion weights, with the graph encoder.
+
+    Modality ``m`` is the ``m``-th entry of ``features`` / ``config.feature_dims``; names are
+    kept by the caller. Features are stored as buffers so that ``.to(device)`` moves them.
+    """
+
+    def __init__(
+        self,
+        config: NetworkConfig,
+        features: list[torch.Tensor],
+        *,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        if len(features) != len(config.feature_dims) or not features:
+            raise ValueError("features must hold one tensor per modality (at least one).")
+        self.config = config
+        d = config.embedding_dim
+        self.user_embedding = nn.Parameter(torch.empty(config.n_users, d))
+        self.item_embedding = nn.Parameter(torch.empty(config.n_items, d))
+        _xavier_uniform_(self.user_embedding, generator)
+        _xavier_uniform_(self.item_embedding, generator)
+        self.projections = nn.ModuleList(
+            ModalityProjection(dim, d, config.projection, generator=generator)
+            for dim in config.feature_dims
+        )
+        n_modalities = len(config.feature_dims)
+        self.fusion_weights = nn.Parameter(torch.full((n_modalities,), 1.0 / n_modalities))
+        for m, feats in enumerate(features):
+            self.register_buffer(f"features_{m}", feats.to(torch.float32))
+
+    @property
+    def n_modalities(self) -> int:
+        return len(self.projections)
+
+    def modality_features(self, m: int) -> torch.Tensor:
+        return getattr(self, f"features_{m}")
+
+    def modality_item_embeddings(self) -> list[torch.Tensor]:
+        """``φ_m(F_m)`` for every modality, each of shape (n_items, D)."""
+        return [proj(self.modality_features(m)) for m, proj in enumerate(self.projections)]
+
+    def forward(
+        self,
+        adjacency: torch.Tensor,
+        graphs: list[torch.Tensor] | None,
+        *,
+        with_views: bool = False,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Encode all nodes; optionally also the per-modality contrastive views (SPEC §5).
+
+        Parameters
+        ----------
+        adjacency : sparse Tensor of shape (U+I, U+I)
+            ``A``, the normalised interaction graph.
+        graphs : list of sparse Tensor of shape (U+I, U+I), or None
+            ``G_m`` per modality; ``None`` drops the ``λ_adj·G_m·E`` term and uses ``A`` for the
+            contrastive views (the "no graph generation" ablation).
+        with_views : bool
+            Also return ``Z_m = Σ_l A^l·(G_m·P_m)`` for each modality.
+
+        Returns
+        -------
+        output : Tensor of shape (U+I, D)
+            ``H + λ_ris·normalize(H_0)``; users first.
+        views : list of Tensor of shape (U+I, D)
+            Empty unless ``with_views``.
+        """
+        cfg = self.config
+        users, items = self.user_embedding, self.item_embedding
+        all_nodes = torch.cat([users, items])
+        weights = torch.softmax(self.fusion_weights, dim=0)
+        fused = None
+        views = []
+        for m, item_emb in enumerate(self.modality_item_embeddings()):
+            inputs = torch.cat([users, F.normalize(item_emb, dim=-1)])  # P_m
+            h = adjacency @ inputs
+            h = h + adjacency @ torch.cat([h[: cfg.n_users], items])
+            graph = adjacency if graphs is None else graphs[m]
+            if graphs is not None:
+                h = h + cfg.generated_graph_weight * (graph @ all_nodes)
+            fused = weights[m] * h if fused is None else fused + weights[m] * h
+            if with_views:
+                views.append(propagate(adjacency, graph @ inputs, cfg.n_layers))
+        output = propagate(adjacency, fused, cfg.n_layers)
+        return output + cfg.residual_weight * F.normalize(fused, dim=-1), views

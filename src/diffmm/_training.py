@@ -1,0 +1,406 @@
+"""The DiffMM epoch loop: denoiser step, graph generation, recommender step (SPEC §3, §4, §6).
+
+Also batching, negative sampling, optimisers, evaluation with early stopping, the training
+history and progress reporting. Nothing here knows about raw ids or scikit-learn.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from . import losses
+from ._graph import drop_edges, top_k_graph
+from ._model import Denoiser, DiffMMNetwork
+from .diffusion import DiffusionSchedule, loss_weight, q_sample, reverse_step
+
+__all__ = ["NonFiniteLossError", "Trainer", "TrainingConfig", "sample_negatives"]
+
+logger = logging.getLogger("diffmm")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or infinite during training.
+
+    ``snapshot`` holds the weights and graphs that were restored (``None`` when no epoch had
+    completed) and ``history`` the per-epoch records up to the failure.
+    """
+
+    def __init__(self, message: str, snapshot: Snapshot | None = None, history=None) -> None:
+        super().__init__(message)
+        self.snapshot = snapshot
+        self.history = history or []
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Optimisation settings, with the SPEC symbols in comments."""
+
+    epochs: int = 50
+    batch_size: int = 1024
+    learning_rate: float = 1e-3
+    denoiser_learning_rate: float = 1e-3
+    l2_weight: float = 1e-5  # λ_reg
+    contrastive: str | None = "modal_modal"
+    contrastive_weight: float = 1e-2  # λ_cl
+    temperature: float = 0.5  # τ
+    alignment_weight: float = 0.1  # λ_msi
+    generate_graphs: bool = True
+    graph_top_k: int = 1  # k_rebuild
+    edge_keep_rate: float = 0.5
+    sampling_steps: int = 0
+    sampling_noise: bool = False
+    eval_every: int = 1
+    patience: int | None = None
+
+
+def sample_negatives(
+    matrix: sp.csr_matrix, users: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """One item per entry of ``users``, uniform among the items that user has not interacted with.
+
+    Exact and vectorised: draws for all rows at once and redraws only the rows that hit a
+    positive, until none does (SPEC §6).
+    """
+    n_items = matrix.shape[1]
+    matrix = matrix.tocsr()
+    matrix.sort_indices()
+    degree = np.diff(matrix.indptr)
+    if np.any(degree[users] >= n_items):
+        raise ValueError("A user has interacted with every item; no negative can be sampled.")
+    rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), degree)
+    positive_keys = rows * n_items + matrix.indices  # sorted: CSR is row-major, columns sorted
+    users = np.asarray(users, dtype=np.int64)
+    negatives = rng.integers(0, n_items, size=len(users))
+    pending = np.arange(len(users))
+    while pending.size:
+        keys = users[pending] * n_items + negatives[pending]
+        pos = np.minimum(np.searchsorted(positive_keys, keys), max(len(positive_keys) - 1, 0))
+        hit = positive_keys[pos] == keys if len(positive_keys) else np.zeros(len(keys), bool)
+        pending = pending[hit]
+        negatives[pending] = rng.integers(0, n_items, size=pending.size)
+    return negatives
+
+
+def _batches(order: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
+
+
+@dataclass
+class Snapshot:
+    """Weights and generated graphs at the end of one epoch."""
+
+    epoch: int
+    network: dict[str, torch.Tensor]
+    denoisers: list[dict[str, torch.Tensor]]
+    graphs: list[torch.Tensor] | None
+    score: float | None = None
+
+
+def _clone_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+@dataclass
+class TrainingResult:
+    history: list[dict[str, float]] = field(default_factory=list)
+    best: Snapshot | None = None
+    stopped_early: bool = False
+
+
+class Trainer:
+    """Runs DiffMM's epochs on one device.
+
+    Parameters
+    ----------
+    network : DiffMMNetwork
+    denoisers : list of Denoiser
+        One per modality, in the network's modality order.
+    schedule : DiffusionSchedule
+    matrix : csr_matrix of shape (n_users, n_items)
+        The binary training matrix ``R``.
+    adjacency : sparse Tensor
+        ``A`` built from ``matrix``, on ``device``.
+    config : TrainingConfig
+    device : torch.device
+    rng : numpy.random.Generator
+        Drives shuffling and negative sampling.
+    generator : torch.Generator
+        Drives diffusion noise, dropout and edge dropout (on ``device``).
+    """
+
+    def __init__(
+        self,
+        network: DiffMMNetwork,
+        denoisers: list[Denoiser],
+        schedule: DiffusionSchedule,
+        matrix: sp.csr_matrix,
+        adjacency: torch.Tensor,
+        config: TrainingConfig,
+        *,
+        device: torch.device,
+        rng: np.random.Generator,
+        generator: torch.Generator,
+    ) -> None:
+        self.network = network
+        self.denoisers = denoisers
+        self.schedule = schedule
+        self.matrix = matrix.tocsr()
+        self.adjacency = adjacency
+        self.config = config
+        self.device = device
+        self.rng = rng
+        self.generator = generator
+        self.optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
+        self.denoiser_optimizers = [
+            torch.optim.Adam(d.parameters(), lr=config.denoiser_learning_rate) for d in denoisers
+        ]
+        coo = self.matrix.tocoo()
+        self.train_users = coo.row.astype(np.int64)
+        self.train_items = coo.col.astype(np.int64)
+        self.n_users, self.n_items = self.matrix.shape
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _dense_rows(self, users: np.ndarray) -> torch.Tensor:
+        # Only one batch of rows is ever dense.
+        block = self.matrix[users].toarray()
+        return torch.from_numpy(block).to(self.device, torch.float32)
+
+    def _randint(self, high: int, size: int) -> torch.Tensor:
+        return torch.randint(0, high, (size,), generator=self.generator, device=self.device)
+
+    def _randn(self, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.randn(shape, generator=self.generator, device=self.device)
+
+    # -- SPEC §3 ---------------------------------------------------------------------------
+
+    def denoiser_epoch(self) -> dict[str, float]:
+        """One pass over all users, training every modality's denoiser."""
+        cfg = self.config
+        for d in self.denoisers:
+            d.train()
+        with torch.no_grad():
+            item_emb = self.network.item_embedding.detach()
+            modality_emb = [e.detach() for e in self.network.modality_item_embeddings()]
+        totals = torch.zeros(2, device=self.device)
+        n_batches = 0
+        for batch in _batches(self.rng.permutation(self.n_users), cfg.batch_size):
+            x0 = self._dense_rows(batch)
+            loss = x0.new_zeros(())
+            parts = x0.new_zeros(2)
+            for m, denoiser in enumerate(self.denoisers):
+                t = self._randint(self.schedule.steps, len(batch))
+                x_t = q_sample(self.schedule, x0, t, self._randn(tuple(x0.shape)))
+                x0_pred = denoiser(x_t, t, generator=self.generator)
+                weights = loss_weight(self.schedule, t, dtype=x0.dtype)
+                diff = losses.diffusion_loss(x0, x0_pred, weights)
+                align = losses.alignment_loss(x0_pred, x0, modality_emb[m], item_emb)
+                loss = loss + diff + cfg.alignment_weight * align
+                parts = parts + torch.stack([diff.detach(), align.detach()])
+            for opt in self.denoiser_optimizers:
+                opt.zero_grad(set_to_none=True)
+            loss.backward()
+            for opt in self.denoiser_optimizers:
+                opt.step()
+            totals += parts
+            n_batches += 1
+        mean = (totals / max(n_batches, 1)).tolist()
+        return {"loss_diffusion": mean[0], "loss_alignment": mean[1]}
+
+    # -- SPEC §4 ---------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate_graphs(self) -> list[torch.Tensor]:
+        """A new user–item graph per modality from each user's denoised row."""
+        cfg = self.config
+        steps = self.schedule.steps
+        graphs = []
+        users_all = np.arange(self.n_users)
+        for denoiser in self.denoisers:
+            denoiser.eval()
+            tops = []
+            for batch in _batches(users_all, cfg.batch_size):
+                x = self._dense_rows(batch)
+                if cfg.sampling_steps > 0:
+                    t0 = torch.full((len(batch),), cfg.sampling_steps - 1, device=self.device)
+                    x = q_sample(self.schedule, x, t0, self._randn(tuple(x.shape)))
+                for step in reversed(range(steps)):
+                    t = torch.full((len(batch),), step, dtype=torch.int64, device=self.device)
+                    noise = self._randn(tuple(x.shape)) if cfg.sampling_noise else None
+                    x = reverse_step(self.schedule, denoiser(x, t), x, t, noise)
+                tops.append(torch.topk(x, cfg.graph_top_k, dim=-1).indices)
+            users = torch.as_tensor(users_all, device=self.device)
+            graph = top_k_graph(users, torch.cat(tops), self.n_users, self.n_items)
+            graphs.append(drop_edges(graph, cfg.edge_keep_rate, self.generator))
+        return graphs
+
+    # -- SPEC §6 ---------------------------------------------------------------------------
+
+    def _contrastive(
+        self,
+        output: torch.Tensor,
+        views: list[torch.Tensor],
+        users: torch.Tensor,
+        items: torch.Tensor,
+    ) -> torch.Tensor:
+        cfg = self.config
+        n_users = self.n_users
+        if cfg.contrastive == "main_modal":
+            pairs = [(output, z) for z in views]
+        else:  # modal_modal
+            pairs = [
+                (views[a], views[b]) for a in range(len(views)) for b in range(a + 1, len(views))
+            ]
+        total = output.new_zeros(())
+        for x, y in pairs:
+            total = total + losses.info_nce(x[:n_users], y[:n_users], users, cfg.temperature)
+            total = total + losses.info_nce(x[n_users:], y[n_users:], items, cfg.temperature)
+        return total
+
+    def recommender_epoch(self, graphs: list[torch.Tensor] | None) -> dict[str, float]:
+        """One pass over all training interactions with BPR, L2 and InfoNCE."""
+        cfg = self.config
+        self.network.train()
+        use_cl = cfg.contrastive is not None and cfg.contrastive_weight > 0
+        negatives = sample_negatives(self.matrix, self.train_users, self.rng)
+        totals = torch.zeros(3, device=self.device)
+        n_batches = 0
+        order = self.rng.permutation(len(self.train_users))
+        for batch in _batches(order, cfg.batch_size):
+            users = torch.as_tensor(self.train_users[batch], device=self.device)
+            items = torch.as_tensor(self.train_items[batch], device=self.device)
+            negs = torch.as_tensor(negatives[batch], device=self.device)
+            output, views = self.network(self.adjacency, graphs, with_views=use_cl)
+            user_out, item_out = output[: self.n_users], output[self.n_users :]
+            bpr = losses.bpr_loss(user_out[users], item_out[items], item_out[negs])
+            l2 = cfg.l2_weight * losses.l2_penalty(
+                self.network.user_embedding, self.network.item_embedding
+            )
+            cl = self._contrastive(output, views, users, items) if use_cl else bpr.new_zeros(())
+            loss = bpr + l2 + cfg.contrastive_weight * cl
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            totals += torch.stack([bpr.detach(), l2.detach(), cl.detach()])
+            n_batches += 1
+        mean = (totals / max(n_batches, 1)).tolist()
+        return {"loss_bpr": mean[0], "loss_l2": mean[1], "loss_contrastive": mean[2]}
+
+    @torch.no_grad()
+    def embeddings(self, graphs: list[torch.Tensor] | None) -> tuple[np.ndarray, np.ndarray]:
+        """Final user and item representations (SPEC §7), as float32 NumPy arrays."""
+        self.network.eval()
+        output, _ = self.network(self.adjacency, graphs)
+        output = output.float().cpu().numpy()
+        return output[: self.n_users], output[self.n_users :]
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def snapshot(self, epoch: int, graphs: list[torch.Tensor] | None) -> Snapshot:
+        return Snapshot(
+            epoch=epoch,
+            network=_clone_state(self.network),
+            denoisers=[_clone_state(d) for d in self.denoisers],
+            graphs=graphs,
+        )
+
+    def restore(self, snapshot: Snapshot) -> None:
+        self.network.load_state_dict(snapshot.network)
+        for d, state in zip(self.denoisers, snapshot.denoisers, strict=True):
+            d.load_state_dict(state)
+
+    def run(
+        self,
+        evaluate: Callable[[np.ndarray, np.ndarray], float] | None = None,
+        *,
+        progress: Callable[[int, dict[str, float]], None] | None = None,
+    ) -> TrainingResult:
+        """Train for ``config.epochs`` epochs, evaluating every ``eval_every`` when asked.
+
+        ``evaluate(user_factors, item_factors)`` returns a higher-is-better score. The result's
+        ``best`` holds the best-scoring snapshot (the last one without ``evaluate``). A
+        non-finite loss raises :class:`NonFiniteLossError` after restoring that snapshot.
+        """
+        cfg = self.config
+        result = TrainingResult()
+        last_good: Snapshot | None = None
+        stale = 0
+        for epoch in range(1, cfg.epochs + 1):
+            record: dict[str, float] = {"epoch": epoch}
+            graphs = None
+            if cfg.generate_graphs:
+                start = time.perf_counter()
+                record.update(self.denoiser_epoch())
+                record["seconds_denoiser"] = time.perf_counter() - start
+                self._check_finite(record, epoch, result, last_good)
+                start = time.perf_counter()
+                graphs = self.generate_graphs()
+                record["seconds_generation"] = time.perf_counter() - start
+            start = time.perf_counter()
+            record.update(self.recommender_epoch(graphs))
+            record["seconds_recommender"] = time.perf_counter() - start
+            self._check_finite(record, epoch, result, last_good)
+            last_good = self.snapshot(epoch, graphs)
+            evaluated = evaluate is not None and (
+                epoch % cfg.eval_every == 0 or epoch == cfg.epochs
+            )
+            if evaluated:
+                start = time.perf_counter()
+                score = float(evaluate(*self.embeddings(graphs)))
+                record["seconds_evaluation"] = time.perf_counter() - start
+                record["validation_score"] = score
+                if result.best is None or score > result.best.score:
+                    last_good.score = score
+                    result.best = last_good
+                    stale = 0
+                else:
+                    stale += 1
+            result.history.append(record)
+            if progress is not None:
+                progress(epoch, record)
+            logger.info("epoch %d: %s", epoch, _format_record(record))
+            if evaluated and cfg.patience is not None and stale >= cfg.patience:
+                result.stopped_early = True
+                break
+        if result.best is None:
+            result.best = last_good
+        self.restore(result.best)
+        return result
+
+    def _check_finite(
+        self,
+        record: dict[str, float],
+        epoch: int,
+        result: TrainingResult,
+        last_good: Snapshot | None,
+    ) -> None:
+        bad = [k for k, v in record.items() if k.startswith("loss_") and not math.isfinite(v)]
+        if not bad:
+            return
+        result.history.append(record)
+        keep = result.best or last_good
+        if keep is not None:
+            self.restore(keep)
+        where = f"the weights of epoch {keep.epoch} were kept" if keep else "no epoch completed"
+        raise NonFiniteLossError(
+            f"The {bad[0][5:]} loss became {record[bad[0]]} in epoch {epoch}; training stopped "
+            f"and {where}. Lower the learning rate or the loss weights, and check the features "
+            "for extreme values.",
+            snapshot=keep,
+            history=result.history,
+        )
+
+
+def _format_record(record: dict[str, float]) -> str:
+    return ", ".join(
+        f"{k}={v:.4g}" for k, v in record.items() if k != "epoch" and not k.startswith("seconds")
+    )

@@ -1,0 +1,638 @@
+"""Input checks and parameter constraints, in one place.
+
+Everything that turns user input (interactions in any accepted form, modality features,
+hyper-parameters) into the package's internal representation lives here, so that every entry
+point reports bad input with the same clear messages and none of them mutates the caller's
+objects.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = [
+    "IdMap",
+    "InteractionRows",
+    "Interval",
+    "Options",
+    "UnknownIdError",
+    "check_interactions",
+    "check_k",
+    "check_modality_features",
+    "interaction_matrix",
+    "validate_params",
+]
+
+
+class UnknownIdError(ValueError):
+    """A user or item id that the fitted model does not know."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Interactions
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InteractionRows:
+    """Interactions as parallel 1-D arrays of raw ids, one entry per input row.
+
+    ``shape`` is set when the input was a user × item sparse matrix: its ids are then row and
+    column indices and the matrix fixes the size of both universes.
+    """
+
+    users: np.ndarray
+    items: np.ndarray
+    weights: np.ndarray | None = None
+    timestamps: np.ndarray | None = None
+    shape: tuple[int, int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
+def _is_dataframe(obj: Any) -> bool:
+    # Duck-typed so that pandas stays optional.
+    return hasattr(obj, "columns") and hasattr(obj, "iloc") and hasattr(obj, "index")
+
+
+def _check_finite(values: np.ndarray, what: str) -> None:
+    if values.dtype.kind in "fc" and not np.all(np.isfinite(values)):
+        n_bad = int(np.count_nonzero(~np.isfinite(values)))
+        raise ValueError(
+            f"{what} contains {n_bad} NaN or infinite value(s); remove or impute them first."
+        )
+
+
+def _as_id_array(values: Any, what: str) -> np.ndarray:
+    """Coerce a column of raw ids into a 1-D array whose values are hashable ids."""
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"{what} must be one-dimensional, got shape {arr.shape}.")
+    kind = arr.dtype.kind
+    if kind == "b":
+        raise TypeError(f"{what} are booleans; ids must be integers or strings.")
+    if kind == "f":
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{what} contain NaN or infinite values; drop those rows first.")
+        if not np.all(arr == np.round(arr)):
+            raise ValueError(
+                f"{what} contain non-integer numbers (e.g. {arr[arr != np.round(arr)][0]!r}); "
+                "ids must be integers or strings."
+            )
+        arr = arr.astype(np.int64)
+        kind = "i"
+    if kind in "iu":
+        if arr.size and arr.min() < 0:
+            raise ValueError(
+                f"{what} contain negative values (e.g. {int(arr.min())}); integer ids must be "
+                ">= 0. Map them to non-negative integers or use strings."
+            )
+        return arr.astype(np.int64, copy=False)
+    if kind in "US":
+        return arr
+    if kind == "O":
+        for value in arr:
+            if value is None or (isinstance(value, float) and np.isnan(value)):
+                raise ValueError(f"{what} contain missing values (None/NaN); drop those rows.")
+            if not isinstance(value, Hashable) or isinstance(value, (tuple, frozenset)):
+                raise TypeError(
+                    f"{what} contain a value of type {type(value).__name__} that cannot be an id; "
+                    "ids must be integers or strings."
+                )
+        # Normalise object columns that hold only integers or only strings.
+        if all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in arr):
+            return _as_id_array(arr.astype(np.int64), what)
+        if all(isinstance(v, str) for v in arr):
+            return arr.astype(str)
+        return arr
+    raise TypeError(f"{what} have dtype {arr.dtype}, which cannot hold ids.")
+
+
+def _check_weights(values: Any, what: str) -> np.ndarray:
+    try:
+        weights = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what} must be numeric: {exc}") from None
+    _check_finite(weights, what)
+    if weights.size and weights.min() < 0:
+        raise ValueError(
+            f"{what} contain negative values; weights must be >= 0 (rows with weight 0 are "
+            "dropped as non-interactions)."
+        )
+    return weights
+
+
+def check_interactions(
+    X: Any,
+    *,
+    user_col: str = "user",
+    item_col: str = "item",
+    weight_col: str | None = "weight",
+    timestamp_col: str | None = "timestamp",
+    name: str = "interactions",
+) -> InteractionRows:
+    """Validate interactions in any accepted form and return them as parallel id arrays.
+
+    Parameters
+    ----------
+    X : DataFrame, array-like of shape (n_interactions, 2) or (n_interactions, 3), or sparse
+        matrix of shape (n_users, n_items)
+        A DataFrame needs ``user_col`` and ``item_col``; ``weight_col`` and ``timestamp_col`` are
+        used when present. An array holds user ids, item ids and optionally weights. A sparse
+        matrix holds weights at (user index, item index).
+    user_col, item_col, weight_col, timestamp_col : str
+        Column names for DataFrame input.
+    name : str
+        The argument name used in error messages.
+
+    Returns
+    -------
+    InteractionRows
+        The caller's data is never modified; arrays are fresh copies where conversion happened.
+
+    Examples
+    --------
+    >>> rows = check_interactions([[0, 1], [0, 2], [1, 2]])
+    >>> rows.users, rows.items
+    (array([0, 0, 1]), array([1, 2, 2]))
+    """
+    if X is None:
+        raise TypeError(f"{name} is None; pass a DataFrame, an (n, 2) array or a sparse matrix.")
+    if sp.issparse(X):
+        coo = sp.coo_matrix(X, copy=True)
+        if coo.ndim != 2:
+            raise ValueError(f"{name} must be a 2-D users x items matrix.")
+        weights = _check_weights(coo.data, f"{name} values")
+        keep = weights > 0
+        rows = InteractionRows(
+            users=coo.row[keep].astype(np.int64),
+            items=coo.col[keep].astype(np.int64),
+            weights=weights[keep],
+            shape=(int(coo.shape[0]), int(coo.shape[1])),
+        )
+    elif _is_dataframe(X):
+        missing = [c for c in (user_col, item_col) if c not in X.columns]
+        if missing:
+            raise ValueError(
+                f"{name} has no column(s) {missing}; its columns are {list(X.columns)}. Rename "
+                "them or pass user_col= / item_col= to say which columns hold the ids."
+            )
+        weights = None
+        if weight_col is not None and weight_col in X.columns:
+            weights = _check_weights(X[weight_col].to_numpy(), f"{name}[{weight_col!r}]")
+        timestamps = None
+        if timestamp_col is not None and timestamp_col in X.columns:
+            timestamps = np.asarray(X[timestamp_col].to_numpy())
+            if timestamps.dtype.kind not in "iufM":
+                raise TypeError(
+                    f"{name}[{timestamp_col!r}] must be numeric or datetime64, "
+                    f"got dtype {timestamps.dtype}."
+                )
+        rows = InteractionRows(
+            users=_as_id_array(X[user_col].to_numpy(), f"{name}[{user_col!r}]"),
+            items=_as_id_array(X[item_col].to_numpy(), f"{name}[{item_col!r}]"),
+            weights=weights,
+            timestamps=timestamps,
+        )
+    else:
+        if isinstance(X, Mapping) or isinstance(X, (str, bytes)):
+            raise TypeError(
+                f"{name} must be a DataFrame, an (n, 2) / (n, 3) array of ids or a sparse "
+                f"matrix, got {type(X).__name__}."
+            )
+        try:
+            arr = np.asarray(X)
+        except ValueError as exc:  # ragged nested sequences
+            raise ValueError(
+                f"{name} is ragged ({exc}); every row must be (user, item) or (user, item, weight)."
+            ) from None
+        if arr.dtype.kind == "O" and arr.ndim == 1 and len(arr) and isinstance(arr[0], Iterable):
+            raise ValueError(
+                f"{name} is ragged; every row must be (user, item) or (user, item, weight)."
+            )
+        if arr.ndim != 2 or arr.shape[1] not in (2, 3):
+            raise ValueError(
+                f"{name} must have shape (n_interactions, 2) or (n_interactions, 3) "
+                f"(user, item[, weight]), got shape {arr.shape}."
+            )
+        weights = None
+        if arr.shape[1] == 3:
+            weights = _check_weights(arr[:, 2], f"{name} weights (third column)")
+        rows = InteractionRows(
+            users=_as_id_array(arr[:, 0], f"{name} user ids"),
+            items=_as_id_array(arr[:, 1], f"{name} item ids"),
+            weights=weights,
+        )
+    if len(rows) == 0:
+        raise ValueError(f"{name} is empty; at least one interaction is needed.")
+    if rows.weights is not None and not np.any(rows.weights > 0):
+        raise ValueError(f"{name} has no interaction with a positive weight.")
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Id mapping
+# ---------------------------------------------------------------------------------------------
+
+
+class IdMap:
+    """A bijection between raw ids and contiguous indices ``0..n-1``.
+
+    Ids are kept sorted when they are mutually comparable (so integer ids ``0..n-1`` map to
+    themselves), in order of first appearance otherwise.
+
+    Examples
+    --------
+    >>> m = IdMap.from_values(["b", "a", "b"])
+    >>> m.ids, m.index(["a", "b"])
+    (array(['a', 'b'], dtype='<U1'), array([0, 1]))
+    """
+
+    def __init__(self, ids: np.ndarray, *, what: str = "id") -> None:
+        self.ids = np.asarray(ids)
+        self.what = what
+        self._sorted = self.ids.dtype.kind in "iuUS"
+        self._lookup: dict[Any, int] | None = None
+        if self._sorted:
+            if len(self.ids) > 1 and not np.all(self.ids[1:] > self.ids[:-1]):
+                raise ValueError(f"{what} ids must be unique.")
+        else:
+            self._lookup = {v: i for i, v in enumerate(self.ids.tolist())}
+            if len(self._lookup) != len(self.ids):
+                raise ValueError(f"{what} ids must be unique.")
+
+    @classmethod
+    def from_values(cls, values: np.ndarray | Iterable, *, what: str = "id") -> IdMap:
+        values = np.asarray(values)
+        if values.dtype.kind in "iuUS":
+            return cls(np.unique(values), what=what)
+        try:
+            ids = np.unique(values)
+        except TypeError:  # mixed, incomparable types
+            ids = np.array(list(dict.fromkeys(values.tolist())), dtype=object)
+            return cls(ids, what=what)
+        return cls(np.asarray(ids, dtype=object), what=what)
+
+    @classmethod
+    def range(cls, n: int, *, what: str = "id") -> IdMap:
+        return cls(np.arange(n, dtype=np.int64), what=what)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, IdMap) and np.array_equal(self.ids, other.ids)
+
+    def __hash__(self) -> int:  # pragma: no cover - IdMap is not meant as a dict key
+        return id(self)
+
+    def contains(self, values: Any) -> np.ndarray:
+        """Boolean mask: which of ``values`` are known ids."""
+        return self._positions(np.asarray(values))[1]
+
+    def _positions(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        values = np.atleast_1d(values)
+        if self._lookup is not None:
+            pos = np.array([self._lookup.get(v, -1) for v in values.tolist()], dtype=np.int64)
+            return pos, pos >= 0
+        if len(self.ids) == 0:
+            return np.full(len(values), -1, dtype=np.int64), np.zeros(len(values), dtype=bool)
+        try:
+            pos = np.searchsorted(self.ids, values)
+        except TypeError:  # values of another kind (e.g. strings against integer ids)
+            return np.full(len(values), -1, dtype=np.int64), np.zeros(len(values), dtype=bool)
+        pos = np.minimum(pos, len(self.ids) - 1)
+        found = self.ids[pos] == values
+        found = np.asarray(found, dtype=bool).reshape(len(values))
+        return np.where(found, pos, -1).astype(np.int64), found
+
+    def index(self, values: Any, *, name: str | None = None) -> np.ndarray:
+        """Map raw ids to indices, raising :class:`UnknownIdError` for unknown ones."""
+        arr = np.asarray(values)
+        if arr.dtype.kind == "f" and arr.size and np.all(arr == np.round(arr)):
+            arr = arr.astype(np.int64)
+        pos, found = self._positions(arr)
+        if not np.all(found):
+            unknown = np.atleast_1d(arr)[~found]
+            shown = ", ".join(repr(v) for v in unknown[:5].tolist())
+            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+            label = name or f"{self.what} ids"
+            raise UnknownIdError(
+                f"{label}: {len(unknown)} unknown {self.what}(s) ({shown}{more}); the model only "
+                f"knows the {len(self)} {self.what}s it was fitted on."
+            )
+        return pos
+
+    def to_ids(self, indices: np.ndarray) -> np.ndarray:
+        return self.ids[np.asarray(indices)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Modality features and the item universe
+# ---------------------------------------------------------------------------------------------
+
+
+def _as_feature_array(value: Any, what: str) -> np.ndarray:
+    try:
+        arr = np.array(value, dtype=None, copy=True)
+    except ValueError as exc:
+        raise ValueError(f"{what} is ragged or malformed: {exc}") from None
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{what} must be numeric, got dtype {arr.dtype}.")
+    if arr.ndim != 2:
+        raise ValueError(f"{what} must have shape (n_items, n_features), got shape {arr.shape}.")
+    if arr.shape[1] < 1:
+        raise ValueError(f"{what} has no feature columns.")
+    # float16 sums overflow: upcast before any arithmetic.
+    arr = arr.astype(np.float32)
+    _check_finite(arr, what)
+    return arr
+
+
+def check_modality_features(
+    modality_features: Any,
+    *,
+    n_items: int | None = None,
+    name: str = "modality_features",
+) -> tuple[dict[str, np.ndarray], IdMap | None]:
+    """Validate ``{modality: features}`` and return float32 arrays aligned to one item order.
+
+    Parameters
+    ----------
+    modality_features : mapping of str to array-like of shape (n_items, d) or DataFrame
+        Arrays are aligned to item indices ``0..n_items-1``. DataFrames are indexed by raw item
+        id; all DataFrames must share the same set of item ids, which then define the item
+        universe (so items with features and no interactions are representable). All modalities
+        must be given the same way.
+    n_items : int, optional
+        The required row count for array features (e.g. the column count of a sparse
+        interaction matrix).
+
+    Returns
+    -------
+    features : dict of str to ndarray of shape (n_items, d), float32
+        Fresh arrays; the caller's objects are not modified.
+    items : IdMap or None
+        The item universe defined by DataFrame features; ``None`` for array features.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> feats, items = check_modality_features({"visual": np.ones((3, 4))})
+    >>> feats["visual"].dtype, items is None
+    (dtype('float32'), True)
+    """
+    if not isinstance(modality_features, Mapping):
+        raise TypeError(
+            f"{name} must be a mapping {{modality_name: array of shape (n_items, d)}}, "
+            f"got {type(modality_features).__name__}."
+        )
+    if len(modality_features) == 0:
+        raise ValueError(f"{name} is empty; give at least one modality.")
+    for key in modality_features:
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"{name} keys must be non-empty strings (modality names), got {key!r}.")
+    keyed = {k: _is_dataframe(v) for k, v in modality_features.items()}
+    if len(set(keyed.values())) > 1:
+        raise TypeError(
+            f"{name} mixes DataFrames (indexed by item id) and plain arrays; give every "
+            "modality the same way."
+        )
+    if not any(keyed.values()):
+        features = {k: _as_feature_array(v, f"{name}[{k!r}]") for k, v in modality_features.items()}
+        counts = {k: v.shape[0] for k, v in features.items()}
+        if len(set(counts.values())) > 1:
+            raise ValueError(
+                f"{name} modalities have different numbers of rows {counts}; every modality "
+                "needs one row per item."
+            )
+        n_rows = next(iter(counts.values()))
+        if n_items is not None and n_rows != n_items:
+            raise ValueError(
+                f"{name} has {n_rows} rows but the interactions have {n_items} items; feature "
+                "row i must describe item i."
+            )
+        return features, None
+
+    frames = dict(modality_features)
+    first_key = next(iter(frames))
+    universe = None
+    for key, frame in frames.items():
+        index = np.asarray(frame.index)
+        if len(set(index.tolist())) != len(index):
+            raise ValueError(f"{name}[{key!r}] has duplicate item ids in its index.")
+        if universe is None:
+            universe = IdMap.from_values(index, what="item")
+            if len(universe) != len(index):
+                raise ValueError(f"{name}[{key!r}] has duplicate item ids in its index.")
+        elif len(index) != len(universe) or not np.all(universe.contains(index)):
+            raise ValueError(
+                f"{name}[{key!r}] is indexed by a different set of item ids than "
+                f"{name}[{first_key!r}]; every modality must describe the same items."
+            )
+    assert universe is not None
+    features = {}
+    for key, frame in frames.items():
+        values = _as_feature_array(frame.to_numpy(), f"{name}[{key!r}]")
+        order = np.empty(len(values), dtype=np.int64)
+        order[universe.index(np.asarray(frame.index))] = np.arange(len(values))
+        features[key] = values[order]
+    return features, universe
+
+
+def interaction_matrix(
+    rows: InteractionRows, users: IdMap, items: IdMap, *, name: str = "interactions"
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Build the binary users × items matrix and the summed-weight matrix from rows.
+
+    Duplicates collapse (weights add up); rows with weight 0 are dropped. Raises
+    :class:`UnknownIdError` for ids outside ``users`` / ``items``.
+    """
+    u = users.index(rows.users, name=f"{name} user ids")
+    i = items.index(rows.items, name=f"{name} item ids")
+    w = rows.weights if rows.weights is not None else np.ones(len(u))
+    keep = w > 0
+    weights = sp.csr_matrix(
+        (w[keep], (u[keep], i[keep])), shape=(len(users), len(items)), dtype=np.float64
+    )
+    weights.sum_duplicates()
+    weights.eliminate_zeros()
+    binary = weights.copy().astype(np.float32)
+    binary.data[:] = 1.0
+    return binary, weights
+
+
+def resolve_universes(
+    rows: InteractionRows,
+    modality_features: Any = None,
+    *,
+    require_features: bool = False,
+) -> tuple[IdMap, IdMap, dict[str, np.ndarray] | None]:
+    """Decide the user and item universes of a fit and align the features to the items.
+
+    * Sparse-matrix interactions: users and items are the matrix's rows and columns.
+    * Array features: items are feature rows ``0..n-1``; item ids must be those indices.
+    * DataFrame features: items are the DataFrames' index (cold items included).
+    * No features: items are the ids that occur in the interactions.
+    """
+    if modality_features is None:
+        if require_features:
+            raise TypeError(
+                "modality_features is missing; pass {modality_name: array (n_items, d)} to fit."
+            )
+        features = None
+        items = None
+    else:
+        n_items = rows.shape[1] if rows.shape is not None else None
+        features, items = check_modality_features(modality_features, n_items=n_items)
+        if items is None:
+            items = IdMap.range(next(iter(features.values())).shape[0], what="item")
+            if rows.items.dtype.kind not in "iu":
+                raise ValueError(
+                    "item ids are not integers, but modality_features are plain arrays aligned "
+                    "to item indices 0..n_items-1. Pass DataFrames indexed by item id instead."
+                )
+            if rows.items.size and rows.items.max() >= len(items):
+                raise ValueError(
+                    f"interactions reference item index {int(rows.items.max())}, but the "
+                    f"modality_features arrays have only {len(items)} rows; feature row i must "
+                    "describe item i (or pass DataFrames indexed by item id)."
+                )
+        else:
+            known = items.contains(rows.items)
+            if not np.all(known):
+                unknown = np.unique(rows.items[~known])
+                shown = ", ".join(repr(v) for v in unknown[:5].tolist())
+                raise ValueError(
+                    f"interactions reference {len(unknown)} item(s) that have no features "
+                    f"({shown}); add rows for them to every modality DataFrame or drop those "
+                    "interactions."
+                )
+    if rows.shape is not None:
+        users = IdMap.range(rows.shape[0], what="user")
+        if items is None:
+            items = IdMap.range(rows.shape[1], what="item")
+    else:
+        users = IdMap.from_values(rows.users, what="user")
+        if items is None:
+            items = IdMap.from_values(rows.items, what="item")
+    return users, items, features
+
+
+def check_k(k: Any, *, name: str = "k", upper: int | None = None) -> int:
+    """Check that ``k`` is an integer >= 1 (and <= ``upper`` when given)."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise TypeError(f"{name} must be an integer >= 1, got {k!r}.")
+    if k < 1:
+        raise ValueError(f"{name} must be >= 1, got {k}.")
+    if upper is not None and k > upper:
+        raise ValueError(f"{name} must be <= {upper}, got {k}.")
+    return int(k)
+
+
+# ---------------------------------------------------------------------------------------------
+# Declarative hyper-parameter constraints
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Numbers of ``kind`` (``numbers.Integral`` or ``numbers.Real``) in a range."""
+
+    kind: type
+    left: float | None
+    right: float | None
+    closed: str = "both"  # "both", "left", "right", "neither"
+
+    def is_satisfied_by(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, self.kind):
+            return False
+        if isinstance(value, float) and not np.isfinite(value):
+            return False
+        left_ok = self.left is None or (
+            value >= self.left if self.closed in ("both", "left") else value > self.left
+        )
+        right_ok = self.right is None or (
+            value <= self.right if self.closed in ("both", "right") else value < self.right
+        )
+        return left_ok and right_ok
+
+    def __str__(self) -> str:
+        kind = "an int" if self.kind is numbers.Integral else "a float"
+        lb = "[" if self.closed in ("both", "left") else "("
+        rb = "]" if self.closed in ("both", "right") else ")"
+        left = "-inf" if self.left is None else self.left
+        right = "inf" if self.right is None else self.right
+        return f"{kind} in the range {lb}{left}, {right}{rb}"
+
+
+@dataclass(frozen=True)
+class Options:
+    """One of a fixed set of values."""
+
+    values: frozenset
+
+    def __init__(self, values: Iterable) -> None:
+        object.__setattr__(self, "values", frozenset(values))
+
+    def is_satisfied_by(self, value: Any) -> bool:
+        try:
+            return value in self.values
+        except TypeError:
+            return False
+
+    def __str__(self) -> str:
+        return "one of {" + ", ".join(repr(v) for v in sorted(self.values, key=str)) + "}"
+
+
+@dataclass(frozen=True)
+class Predicate:
+    """A value accepted by ``check``; ``description`` says what is allowed."""
+
+    check: Callable[[Any], bool]
+    description: str
+
+    def is_satisfied_by(self, value: Any) -> bool:
+        try:
+            return bool(self.check(value))
+        except Exception:
+            return False
+
+    def __str__(self) -> str:
+        return self.description
+
+
+def validate_params(params: Mapping[str, Any], constraints: Mapping[str, list]) -> None:
+    """Check each parameter against its list of allowed constraints.
+
+    A constraint is an :class:`Interval`, :class:`Options`, :class:`Predicate`, a type, or
+    ``None`` (meaning the value ``None`` is allowed). Raises ``ValueError`` naming the parameter,
+    the bad value and everything that would be accepted.
+    """
+    for key, allowed in constraints.items():
+        value = params[key]
+        ok = False
+        for c in allowed:
+            if c is None:
+                ok = value is None
+            elif isinstance(c, type):
+                ok = isinstance(value, c) and not (c is not bool and isinstance(value, bool))
+            else:
+                ok = c.is_satisfied_by(value)
+            if ok:
+                break
+        if not ok:
+            described = [
+                "None" if c is None else (c.__name__ if isinstance(c, type) else str(c))
+                for c in allowed
+            ]
+            raise ValueError(
+                f"The {key!r} parameter must be {' or '.join(described)}; got {value!r}."
+            )

@@ -1,0 +1,544 @@
+"""``DiffMMRecommender``: the scikit-learn estimator around the DiffMM model.
+
+Parameters in, validation at the top of ``fit``, fitted state out; the tensor work lives in
+``_model``, ``_graph``, ``losses`` and ``_training``.
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+from typing import Any, Literal
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.utils.validation import check_is_fitted
+
+from ._base import BaseRecommender
+from ._graph import adjacency_from_matrix
+from ._model import Denoiser, DiffMMNetwork, NetworkConfig
+from ._training import NonFiniteLossError, Snapshot, Trainer, TrainingConfig
+from ._validation import Interval, Options, Predicate
+from .diffusion import DiffusionSchedule
+
+__all__ = ["PRESETS", "DiffMMRecommender"]
+
+logger = logging.getLogger("diffmm")
+
+#: Settings that produced the published numbers (SPEC, "Per-dataset settings").
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiktok": {
+        "l2_weight": 1e-4,
+        "contrastive_weight": 1e-2,
+        "epochs": 50,
+        "projection": "linear",
+        "alignment_weight": 0.1,
+        "contrastive": "main_modal",
+    },
+    "amazon-baby": {
+        "l2_weight": 1e-5,
+        "contrastive_weight": 1e-1,
+        "edge_keep_rate": 1.0,
+        "alignment_weight": 0.01,
+    },
+    "amazon-sports": {
+        "l2_weight": 1e-6,
+        "contrastive_weight": 1e-2,
+        "temperature": 0.1,
+        "residual_weight": 0.1,
+        "alignment_weight": 0.5,
+        "edge_keep_rate": 1.0,
+        "projection": "linear",
+    },
+}
+
+_POSITIVE_INT = Interval(numbers.Integral, 1, None)
+_NON_NEGATIVE = Interval(numbers.Real, 0, None)
+_POSITIVE = Interval(numbers.Real, 0, None, closed="neither")
+
+
+def _int_tuple(value: Any) -> bool:
+    return (
+        isinstance(value, (tuple, list))
+        and len(value) >= 1
+        and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in value
+        )
+    )
+
+
+def _device_ok(value: Any) -> bool:
+    if value == "auto" or isinstance(value, torch.device):
+        return True
+    torch.device(value)  # raises for nonsense
+    return isinstance(value, str)
+
+
+class DiffMMRecommender(BaseRecommender):
+    """Multi-modal graph-diffusion recommender (DiffMM), as a scikit-learn estimator.
+
+    Per epoch, one Gaussian-diffusion denoiser per modality learns to reconstruct users'
+    interaction rows (with a loss that aligns them with the modality's item embeddings), the
+    denoisers generate one user–item graph per modality, and a graph encoder over the
+    interaction graph, the modality features and the generated graphs is trained with BPR, L2
+    and cross-modal InfoNCE. See the model page of the docs for the equations.
+
+    Parameters
+    ----------
+    embedding_dim : int, default=64
+        Size ``D`` of user, item and projected modality embeddings.
+    projection : {"matrix", "linear"}, default="matrix"
+        Modality projection: a bias-free matrix with LeakyReLU(0.2), or a linear layer.
+    n_layers : int, default=1
+        Graph propagation layers ``L``.
+    residual_weight : float, default=0.5
+        ``λ_ris``, weight of the normalised fused modality embedding added to the output.
+    generated_graph_weight : float, default=0.2
+        ``λ_adj``, weight of the generated graphs' message in each modality.
+    diffusion_steps : int, default=5
+        Diffusion steps ``T``.
+    noise_scale, noise_min, noise_max : float, default=0.1, 1e-4, 0.02
+        The noise schedule.
+    sampling_steps : int, default=0
+        Noise the interaction row to step ``sampling_steps − 1`` before generating (0: start
+        from the clean row).
+    sampling_noise : bool, default=False
+        Add posterior noise in the reverse steps of graph generation.
+    denoiser_hidden_dims : tuple of int, default=(1000,)
+        Hidden layer sizes of each denoiser.
+    time_embedding_dim : int, default=10
+        Size of the denoiser's time embedding.
+    denoiser_dropout : float, default=0.5
+        Input dropout of the denoisers during training.
+    normalize_denoiser_input : bool, default=False
+        L2-normalise the denoiser's input row.
+    denoiser_learning_rate : float, default=1e-3
+        Adam learning rate of the denoisers.
+    alignment_weight : float, default=0.1
+        ``λ_msi``, weight of the modality-aware signal-injection loss (0 disables it).
+    graph_top_k : int, default=1
+        Items per user kept as edges of each generated graph.
+    edge_keep_rate : float, default=0.5
+        Probability of keeping each generated edge per epoch (1: no dropout).
+    generate_graphs : bool, default=True
+        ``False`` skips the diffusion part entirely: no denoisers, no generated-graph message,
+        and the contrastive views are built on the interaction graph instead.
+    contrastive : {"modal_modal", "main_modal"} or None, default="modal_modal"
+        Cross-modal contrastive scheme: every pair of modality views, or the encoder output
+        against each modality view; ``None`` disables the contrastive loss.
+    contrastive_weight : float, default=1e-2
+        ``λ_cl``.
+    temperature : float, default=0.5
+        InfoNCE temperature ``τ``.
+    l2_weight : float, default=1e-5
+        ``λ_reg`` on the ID embedding tables.
+    epochs : int, default=50
+    batch_size : int, default=1024
+        Users per denoiser batch and interactions per recommender batch.
+    learning_rate : float, default=1e-3
+        Adam learning rate of the recommender.
+    eval_every : int, default=1
+        Evaluate on ``validation_data`` every this many epochs.
+    early_stopping_metric : str, default="recall"
+        A metric name from :data:`diffmm.metrics.METRICS` used to select the best epoch.
+    early_stopping_k : int, default=20
+    patience : int or None, default=10
+        Stop after this many evaluations without improvement (``None``: never stop early; the
+        best epoch is still restored).
+    device : str or torch.device, default="auto"
+        ``"auto"`` uses CUDA when available, else the CPU.
+    random_state : int, numpy.random.Generator or None, default=None
+        Seeds initialisation, shuffling, negative sampling, diffusion noise and dropout.
+    verbose : bool, default=False
+        Show a progress bar with the running losses; otherwise progress goes to the
+        ``"diffmm"`` logger.
+    user_col, item_col, weight_col : str
+        Column names for DataFrame input.
+
+    Attributes
+    ----------
+    user_ids_, item_ids_ : ndarray
+        Raw ids of the fitted users and items, by index.
+    modalities_ : tuple of str
+        Modality names in the order of the fusion weights.
+    user_factors_ : ndarray of shape (n_users, embedding_dim)
+    item_factors_ : ndarray of shape (n_items, embedding_dim)
+        The encoder's output; scores are their dot products.
+    history_ : list of dict
+        Per epoch: losses per component, seconds per phase and, with validation data,
+        ``validation_score``.
+    best_epoch_ : int
+        The epoch whose weights were kept.
+    device_ : torch.device
+        The device training ran on.
+
+    Examples
+    --------
+    >>> from diffmm import DiffMMRecommender
+    >>> from diffmm.datasets import make_synthetic
+    >>> data = make_synthetic(n_users=60, n_items=40, random_state=0)
+    >>> model = DiffMMRecommender(epochs=2, denoiser_hidden_dims=(32,), random_state=0)
+    >>> model = model.fit(data.train, data.features)
+    >>> ids, scores = model.recommend([0, 1], n=5)
+    >>> ids.shape
+    (2, 5)
+    """
+
+    _requires_features = True
+    _parameter_constraints: dict[str, list] = {
+        "embedding_dim": [_POSITIVE_INT],
+        "projection": [Options({"matrix", "linear"})],
+        "n_layers": [Interval(numbers.Integral, 0, None)],
+        "residual_weight": [_NON_NEGATIVE],
+        "generated_graph_weight": [_NON_NEGATIVE],
+        "diffusion_steps": [_POSITIVE_INT],
+        "noise_scale": [_POSITIVE],
+        "noise_min": [_POSITIVE],
+        "noise_max": [_POSITIVE],
+        "sampling_steps": [Interval(numbers.Integral, 0, None)],
+        "sampling_noise": [bool],
+        "denoiser_hidden_dims": [Predicate(_int_tuple, "a non-empty tuple of ints >= 1")],
+        "time_embedding_dim": [Interval(numbers.Integral, 2, None)],
+        "denoiser_dropout": [Interval(numbers.Real, 0, 1, closed="left")],
+        "normalize_denoiser_input": [bool],
+        "denoiser_learning_rate": [_POSITIVE],
+        "alignment_weight": [_NON_NEGATIVE],
+        "graph_top_k": [_POSITIVE_INT],
+        "edge_keep_rate": [Interval(numbers.Real, 0, 1, closed="right")],
+        "generate_graphs": [bool],
+        "contrastive": [Options({"modal_modal", "main_modal"}), None],
+        "contrastive_weight": [_NON_NEGATIVE],
+        "temperature": [_POSITIVE],
+        "l2_weight": [_NON_NEGATIVE],
+        "epochs": [_POSITIVE_INT],
+        "batch_size": [_POSITIVE_INT],
+        "learning_rate": [_POSITIVE],
+        "eval_every": [_POSITIVE_INT],
+        "early_stopping_metric": [
+            Options({"recall", "precision", "ndcg", "hit_rate", "map", "mrr"})
+        ],
+        "early_stopping_k": [_POSITIVE_INT],
+        "patience": [_POSITIVE_INT, None],
+        "device": [Predicate(_device_ok, "'auto', a device string or a torch.device")],
+        "random_state": [Interval(numbers.Integral, 0, None), np.random.Generator, None],
+        "verbose": [bool, Interval(numbers.Integral, 0, None)],
+    }
+
+    def __init__(
+        self,
+        *,
+        embedding_dim: int = 64,
+        projection: Literal["matrix", "linear"] = "matrix",
+        n_layers: int = 1,
+        residual_weight: float = 0.5,
+        generated_graph_weight: float = 0.2,
+        diffusion_steps: int = 5,
+        noise_scale: float = 0.1,
+        noise_min: float = 1e-4,
+        noise_max: float = 0.02,
+        sampling_steps: int = 0,
+        sampling_noise: bool = False,
+        denoiser_hidden_dims: tuple[int, ...] = (1000,),
+        time_embedding_dim: int = 10,
+        denoiser_dropout: float = 0.5,
+        normalize_denoiser_input: bool = False,
+        denoiser_learning_rate: float = 1e-3,
+        alignment_weight: float = 0.1,
+        graph_top_k: int = 1,
+        edge_keep_rate: float = 0.5,
+        generate_graphs: bool = True,
+        contrastive: Literal["modal_modal", "main_modal"] | None = "modal_modal",
+        contrastive_weight: float = 1e-2,
+        temperature: float = 0.5,
+        l2_weight: float = 1e-5,
+        epochs: int = 50,
+        batch_size: int = 1024,
+        learning_rate: float = 1e-3,
+        eval_every: int = 1,
+        early_stopping_metric: str = "recall",
+        early_stopping_k: int = 20,
+        patience: int | None = 10,
+        device: str | torch.device = "auto",
+        random_state: int | np.random.Generator | None = None,
+        verbose: bool = False,
+        user_col: str = "user",
+        item_col: str = "item",
+        weight_col: str | None = "weight",
+    ) -> None:
+        self.embedding_dim = embedding_dim
+        self.projection = projection
+        self.n_layers = n_layers
+        self.residual_weight = residual_weight
+        self.generated_graph_weight = generated_graph_weight
+        self.diffusion_steps = diffusion_steps
+        self.noise_scale = noise_scale
+        self.noise_min = noise_min
+        self.noise_max = noise_max
+        self.sampling_steps = sampling_steps
+        self.sampling_noise = sampling_noise
+        self.denoiser_hidden_dims = denoiser_hidden_dims
+        self.time_embedding_dim = time_embedding_dim
+        self.denoiser_dropout = denoiser_dropout
+        self.normalize_denoiser_input = normalize_denoiser_input
+        self.denoiser_learning_rate = denoiser_learning_rate
+        self.alignment_weight = alignment_weight
+        self.graph_top_k = graph_top_k
+        self.edge_keep_rate = edge_keep_rate
+        self.generate_graphs = generate_graphs
+        self.contrastive = contrastive
+        self.contrastive_weight = contrastive_weight
+        self.temperature = temperature
+        self.l2_weight = l2_weight
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.eval_every = eval_every
+        self.early_stopping_metric = early_stopping_metric
+        self.early_stopping_k = early_stopping_k
+        self.patience = patience
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.user_col = user_col
+        self.item_col = item_col
+        self.weight_col = weight_col
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> DiffMMRecommender:
+        """An estimator with the settings of a named preset (see :data:`PRESETS`).
+
+        Examples
+        --------
+        >>> DiffMMRecommender.from_preset("tiktok", epochs=5).projection
+        'linear'
+        """
+        if name not in PRESETS:
+            raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(PRESETS)}.")
+        return cls(**{**PRESETS[name], **overrides})
+
+    # -- fitting ---------------------------------------------------------------------------
+
+    def _resolve_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = torch.device(self.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={self.device!r} was requested but CUDA is not available.")
+        return device
+
+    def _check_cross_params(self, n_modalities: int) -> None:
+        if self.noise_min >= self.noise_max:
+            raise ValueError(
+                f"noise_min ({self.noise_min}) must be smaller than noise_max ({self.noise_max})."
+            )
+        if self.sampling_steps > self.diffusion_steps:
+            raise ValueError(
+                f"sampling_steps ({self.sampling_steps}) must be <= diffusion_steps "
+                f"({self.diffusion_steps})."
+            )
+        if self.graph_top_k > self.n_items_:
+            raise ValueError(
+                f"graph_top_k ({self.graph_top_k}) is larger than the {self.n_items_} items."
+            )
+        if self.contrastive == "modal_modal" and n_modalities < 2:
+            raise ValueError(
+                "contrastive='modal_modal' contrasts pairs of modalities and needs at least two; "
+                "with one modality use contrastive='main_modal' (or None)."
+            )
+
+    def fit(
+        self,
+        interactions: Any,
+        modality_features: Any = None,
+        *,
+        validation_data: Any = None,
+    ) -> DiffMMRecommender:
+        """Train the model.
+
+        Parameters
+        ----------
+        interactions : DataFrame, array-like of shape (n_interactions, 2 or 3) or sparse matrix
+            Training interactions (binarised for the model).
+        modality_features : mapping of str to array of shape (n_items, d) or DataFrame
+            Item features per modality, aligned to item indices (arrays) or indexed by raw item
+            id (DataFrames; then they define the item universe, cold items included).
+        validation_data : same forms as ``interactions``, optional
+            Held-out interactions; the model is evaluated on them every ``eval_every`` epochs,
+            the best epoch's weights are kept and training stops after ``patience``
+            evaluations without improvement.
+
+        Returns
+        -------
+        self
+        """
+        features = self._prepare_fit(interactions, modality_features)
+        names = tuple(features)
+        self._check_cross_params(len(names))
+        held_out = None
+        if validation_data is not None:
+            held_out = self._held_out_matrix(validation_data, "validation_data")
+            if held_out.nnz == 0:
+                raise ValueError("validation_data holds no interaction of the fitted users/items.")
+        device = self._resolve_device()
+        rng = np.random.default_rng(self.random_state)
+        init_generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        train_generator = torch.Generator(device=device).manual_seed(int(rng.integers(2**62)))
+
+        net_config = NetworkConfig(
+            n_users=self.n_users_,
+            n_items=self.n_items_,
+            feature_dims=tuple(features[m].shape[1] for m in names),
+            embedding_dim=self.embedding_dim,
+            projection=self.projection,
+            n_layers=self.n_layers,
+            generated_graph_weight=self.generated_graph_weight,
+            residual_weight=self.residual_weight,
+        )
+        network = DiffMMNetwork(
+            net_config, [torch.from_numpy(features[m]) for m in names], generator=init_generator
+        ).to(device)
+        denoisers = [
+            Denoiser(
+                self.n_items_,
+                tuple(self.denoiser_hidden_dims),
+                time_dim=self.time_embedding_dim,
+                dropout=self.denoiser_dropout,
+                normalize_input=self.normalize_denoiser_input,
+                generator=init_generator,
+            ).to(device)
+            for _ in names
+        ]
+        schedule = DiffusionSchedule(
+            steps=self.diffusion_steps,
+            noise_scale=self.noise_scale,
+            noise_min=self.noise_min,
+            noise_max=self.noise_max,
+        )
+        train_config = TrainingConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            denoiser_learning_rate=self.denoiser_learning_rate,
+            l2_weight=self.l2_weight,
+            contrastive=self.contrastive,
+            contrastive_weight=self.contrastive_weight,
+            temperature=self.temperature,
+            alignment_weight=self.alignment_weight,
+            generate_graphs=self.generate_graphs,
+            graph_top_k=self.graph_top_k,
+            edge_keep_rate=self.edge_keep_rate,
+            sampling_steps=self.sampling_steps,
+            sampling_noise=self.sampling_noise,
+            eval_every=self.eval_every,
+            patience=self.patience if held_out is not None else None,
+        )
+        adjacency = adjacency_from_matrix(self.interactions_, device)
+        trainer = Trainer(
+            network,
+            denoisers,
+            schedule,
+            self.interactions_,
+            adjacency,
+            train_config,
+            device=device,
+            rng=rng,
+            generator=train_generator,
+        )
+        self.modalities_ = names
+        self.device_ = device
+        evaluate = None
+        if held_out is not None:
+            metric, k = self.early_stopping_metric, self.early_stopping_k
+
+            def evaluate(user_factors: np.ndarray, item_factors: np.ndarray) -> float:
+                self.user_factors_, self.item_factors_ = user_factors, item_factors
+                return self._evaluate_matrix(held_out, (metric,), (k,))[f"{metric}@{k}"]
+
+        with _Progress(self.epochs, enabled=bool(self.verbose)) as progress:
+            try:
+                result = trainer.run(evaluate, progress=progress.update)
+            except NonFiniteLossError as exc:
+                self.history_ = exc.history
+                if exc.snapshot is not None:
+                    self._finish(trainer, exc.snapshot)
+                raise
+        self.history_ = result.history
+        self.stopped_early_ = result.stopped_early
+        self._finish(trainer, result.best)
+        return self
+
+    def _finish(self, trainer: Trainer, best: Snapshot) -> None:
+        """Keep the chosen epoch's weights, graphs and output embeddings (on the CPU)."""
+        self.user_factors_, self.item_factors_ = trainer.embeddings(best.graphs)
+        self.best_epoch_ = best.epoch
+        self.network_ = trainer.network.cpu()
+        self.denoisers_ = [d.cpu() for d in trainer.denoisers]
+        self.generated_graphs_ = (
+            None if best.graphs is None else [_to_scipy(g) for g in best.graphs]
+        )
+        self.fusion_weights_ = dict(
+            zip(
+                self.modalities_,
+                torch.softmax(self.network_.fusion_weights.detach(), 0).tolist(),
+                strict=False,
+            )
+        )
+
+    # -- scoring ---------------------------------------------------------------------------
+
+    def _score_block(self, user_indices: np.ndarray) -> np.ndarray:
+        check_is_fitted(self, "user_factors_")
+        return self.user_factors_[user_indices] @ self.item_factors_.T
+
+    def _score_pairs(self, user_indices: np.ndarray, item_indices: np.ndarray) -> np.ndarray:
+        check_is_fitted(self, "user_factors_")
+        return np.einsum(
+            "ij,ij->i", self.user_factors_[user_indices], self.item_factors_[item_indices]
+        )
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "user_factors_") and hasattr(self, "best_epoch_")
+
+
+def _to_scipy(graph: torch.Tensor) -> sp.csr_matrix:
+    graph = graph.cpu()
+    return sp.csr_matrix(
+        (
+            graph.values().numpy(),
+            graph.col_indices().numpy(),
+            graph.crow_indices().numpy(),
+        ),
+        shape=tuple(graph.shape),
+    )
+
+
+class _Progress:
+    """A tqdm bar over epochs with the latest losses, or nothing."""
+
+    def __init__(self, total: int, *, enabled: bool) -> None:
+        self.total = total
+        self.enabled = enabled
+        self.bar = None
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.total, desc="DiffMM", unit="epoch")
+        return self
+
+    def update(self, epoch: int, record: dict[str, float]) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(
+                {
+                    k.removeprefix("loss_"): f"{v:.4g}"
+                    for k, v in record.items()
+                    if k.startswith(("loss_", "validation"))
+                }
+            )
+            self.bar.update(1)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
