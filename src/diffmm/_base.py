@@ -7,6 +7,7 @@ with raw ids, masking, top-n and evaluation lives here once.
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from typing import Any
 
@@ -17,6 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import metrics as _metrics
 from ._validation import (
+    IdMap,
     check_interactions,
     check_k,
     interaction_matrix,
@@ -86,7 +88,24 @@ class BaseRecommender(BaseEstimator):
                 f"{name} is a matrix of shape {rows.shape}, but the model was fitted on "
                 f"{self.n_users_} users x {self.n_items_} items."
             )
-        matrix, _ = interaction_matrix(rows, self._users, self._items, name=name)
+        known = self._items.contains(rows.items)
+        if np.all(known) or not np.any(known):  # none known: ids of the wrong kind, so raise
+            matrix, _ = interaction_matrix(rows, self._users, self._items, name=name)
+            return matrix
+        # Items the model was not fitted on (e.g. seen only in a CV test fold) cannot be
+        # recommended but stay relevant: they get columns past the catalogue and count as misses.
+        users = self._users.index(rows.users, name=f"{name} user ids")
+        items = np.empty(len(rows), dtype=np.int64)
+        items[known] = self._items.index(rows.items[known])
+        unseen = IdMap.from_values(rows.items[~known], what="item")
+        items[~known] = self.n_items_ + unseen.index(rows.items[~known])
+        keep = rows.weights > 0 if rows.weights is not None else slice(None)
+        matrix = sp.csr_matrix(
+            (np.ones(len(rows), dtype=np.float32)[keep], (users[keep], items[keep])),
+            shape=(self.n_users_, self.n_items_ + len(unseen)),
+        )
+        matrix.sum_duplicates()
+        matrix.data[:] = 1.0
         return matrix
 
     # -- scoring hooks -----------------------------------------------------------------------
@@ -227,6 +246,9 @@ class BaseRecommender(BaseEstimator):
         if top.shape[1] < max_k:  # a catalogue smaller than k: pad as "no item here"
             top = np.pad(top, ((0, 0), (0, max_k - top.shape[1])), constant_values=-1)
         result = _metrics.evaluate(top, held_out[user_idx], metrics=metrics, ks=ks)
+        if "coverage" in metrics and held_out.shape[1] != self.n_items_:  # unseen-item columns
+            for k in ks:
+                result[f"coverage@{k}"] = _metrics.catalogue_coverage_at_k(top, self.n_items_, k)
         result["n_users_skipped"] = int(self.n_users_ - user_idx.size)
         return result
 
@@ -245,7 +267,8 @@ class BaseRecommender(BaseEstimator):
         Parameters
         ----------
         X : DataFrame, array-like of shape (n_interactions, 2) or sparse matrix
-            Held-out interactions of users the model knows.
+            Held-out interactions of users the model knows. Items the model was not fitted on
+            count as relevant items that were not recommended.
         metrics : tuple of str
             Names from :data:`diffmm.metrics.METRICS`.
         ks : tuple of int
@@ -257,7 +280,13 @@ class BaseRecommender(BaseEstimator):
             ``{"recall@20": ..., ..., "n_users_evaluated": ..., "n_users_skipped": ...}``.
         """
         check_is_fitted(self)
+        if isinstance(ks, numbers.Integral):
+            ks = (ks,)
+        if isinstance(metrics, str):
+            metrics = (metrics,)
         ks = tuple(check_k(k, name="ks") for k in ks)
+        if not ks:
+            raise ValueError("ks is empty; pass at least one cut-off, e.g. ks=(10, 20).")
         for metric in metrics:
             _metrics.get_metric(metric)
         return self._evaluate_matrix(self._held_out_matrix(X, "X"), tuple(metrics), ks)
@@ -271,7 +300,8 @@ class BaseRecommender(BaseEstimator):
         Parameters
         ----------
         X : DataFrame, array-like of shape (n_interactions, 2) or sparse matrix
-            Held-out interactions of users the model knows.
+            Held-out interactions of users the model knows. Items the model was not fitted on
+            count as relevant items that were not recommended.
         y : None
             Ignored.
         metric : str, default="recall"

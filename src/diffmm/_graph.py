@@ -64,7 +64,8 @@ def bipartite_adjacency(
 
 def adjacency_from_matrix(matrix: sp.spmatrix, device: torch.device | str = "cpu") -> torch.Tensor:
     """The normalised bipartite adjacency ``A`` of a users × items interaction matrix."""
-    coo = sp.coo_matrix(matrix)
+    coo = sp.coo_matrix(matrix, copy=True)
+    coo.sum_duplicates()  # R as a matrix: duplicates summing to zero are no edge
     nz = coo.data != 0
     users = torch.as_tensor(coo.row[nz].astype(np.int64), device=device)
     items = torch.as_tensor(coo.col[nz].astype(np.int64), device=device)

@@ -101,6 +101,8 @@ def _as_id_array(values: Any, what: str) -> np.ndarray:
         for value in arr:
             if value is None or (isinstance(value, float) and np.isnan(value)):
                 raise ValueError(f"{what} contain missing values (None/NaN); drop those rows.")
+            if isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{what} contain booleans; ids must be integers or strings.")
             if not isinstance(value, Hashable) or isinstance(value, (tuple, frozenset)):
                 raise TypeError(
                     f"{what} contain a value of type {type(value).__name__} that cannot be an id; "
@@ -213,10 +215,22 @@ def check_interactions(
             raise ValueError(
                 f"{name} is ragged ({exc}); every row must be (user, item) or (user, item, weight)."
             ) from None
-        if arr.dtype.kind == "O" and arr.ndim == 1 and len(arr) and isinstance(arr[0], Iterable):
+        if arr.dtype.kind in "US" and not isinstance(X, np.ndarray):
+            # NumPy would turn the integer ids of rows like ("u1", 10) into the strings "10";
+            # keep each value's own type and let _as_id_array normalise every column.
+            arr = np.asarray(X, dtype=object)
+        if (
+            arr.dtype.kind == "O"
+            and arr.ndim == 1
+            and len(arr)
+            and isinstance(arr[0], Iterable)
+            and not isinstance(arr[0], (str, bytes))
+        ):
             raise ValueError(
                 f"{name} is ragged; every row must be (user, item) or (user, item, weight)."
             )
+        if arr.ndim >= 1 and arr.shape[0] == 0:
+            raise ValueError(f"{name} is empty; at least one interaction is needed.")
         if arr.ndim != 2 or arr.shape[1] not in (2, 3):
             raise ValueError(
                 f"{name} must have shape (n_interactions, 2) or (n_interactions, 3) "
@@ -554,7 +568,7 @@ class Interval:
     def is_satisfied_by(self, value: Any) -> bool:
         if isinstance(value, bool) or not isinstance(value, self.kind):
             return False
-        if isinstance(value, float) and not np.isfinite(value):
+        if isinstance(value, (float, np.floating)) and not np.isfinite(value):
             return False
         left_ok = self.left is None or (
             value >= self.left if self.closed in ("both", "left") else value > self.left

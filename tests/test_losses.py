@@ -1,0 +1,296 @@
+"""Tests for :mod:`diffmm.losses` against direct float64 NumPy formulas (SPEC §3, §6)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from diffmm.losses import alignment_loss, bpr_loss, diffusion_loss, info_nce, l2_penalty
+
+# ---------------------------------------------------------------------------
+# Independent float64 references written from the SPEC formulas.
+# ---------------------------------------------------------------------------
+
+
+def ref_bpr(eu: np.ndarray, ei: np.ndarray, ej: np.ndarray) -> float:
+    # −mean log σ(e_u·e_i − e_u·e_j); log σ(z) = −log(1 + exp(−z)), evaluated stably.
+    z = np.sum(eu * ei, axis=1) - np.sum(eu * ej, axis=1)
+    return float(np.mean(np.logaddexp(0.0, -z)))
+
+
+def ref_bpr_naive(eu, ei, ej) -> float:
+    z = np.sum(eu * ei, axis=1) - np.sum(eu * ej, axis=1)
+    return float(-np.mean(np.log(1.0 / (1.0 + np.exp(-z)))))
+
+
+def l2_rows(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def ref_info_nce_naive(x: np.ndarray, y: np.ndarray, nodes: np.ndarray, tau: float) -> float:
+    """SPEC §6 literally.
+
+    ``−mean_n log(exp(x_n·y_n/τ) / Σ_{n' over all rows of Y} exp(x_n·y_n'/τ))``.
+    """
+    xn, yn = l2_rows(x), l2_rows(y)
+    total = 0.0
+    for n in nodes:
+        num = math.exp(xn[n] @ yn[n] / tau)
+        den = sum(math.exp(xn[n] @ yn[k] / tau) for k in range(len(yn)))
+        total += -math.log(num / den)
+    return total / len(nodes)
+
+
+def ref_info_nce_stable(x, y, nodes, tau) -> float:
+    # Same formula, log-sum-exp with max subtraction so that small τ cannot overflow.
+    xn, yn = l2_rows(x), l2_rows(y)
+    logits = xn[nodes] @ yn.T / tau  # (batch, all rows of Y)
+    m = logits.max(axis=1, keepdims=True)
+    lse = m[:, 0] + np.log(np.exp(logits - m).sum(axis=1))
+    pos = np.sum(xn[nodes] * yn[nodes], axis=1) / tau
+    return float(np.mean(lse - pos))
+
+
+def t64(a) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(a, dtype=np.float64))
+
+
+# ---------------------------------------------------------------------------
+# BPR
+# ---------------------------------------------------------------------------
+
+
+def test_bpr_golden_by_hand():
+    # e_u = (1, 0), e_i = (2, 0), e_j = (0, 5): z = 2, loss = log(1 + e^-2).
+    loss = bpr_loss(t64([[1.0, 0.0]]), t64([[2.0, 0.0]]), t64([[0.0, 5.0]]))
+    assert float(loss) == pytest.approx(math.log1p(math.exp(-2.0)), rel=1e-12)
+    # Zero embeddings: σ(0) = 1/2 → loss = log 2.
+    z = torch.zeros(3, 4, dtype=torch.float64)
+    assert float(bpr_loss(z, z, z)) == pytest.approx(math.log(2.0), rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bpr_matches_numpy(dtype):
+    rng = np.random.default_rng(0)
+    eu, ei, ej = (rng.normal(size=(17, 8)) for _ in range(3))
+    loss = bpr_loss(*(torch.as_tensor(a, dtype=dtype) for a in (eu, ei, ej)))
+    assert loss.shape == ()
+    assert loss.dtype == dtype
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    assert float(loss) == pytest.approx(ref_bpr(eu, ei, ej), rel=tol)
+    assert ref_bpr(eu, ei, ej) == pytest.approx(ref_bpr_naive(eu, ei, ej), rel=1e-12)
+
+
+def test_bpr_stable_for_large_margins():
+    # z = ±1000: the naive float32 σ underflows to 0 → log 0; the loss must stay finite.
+    eu = torch.tensor([[10.0, 0.0], [10.0, 0.0]])
+    ei = torch.tensor([[-100.0, 0.0], [100.0, 0.0]])
+    ej = torch.zeros(2, 2)
+    loss = bpr_loss(eu, ei, ej)
+    assert torch.isfinite(loss)
+    assert float(loss) == pytest.approx((1000.0 + 0.0) / 2, rel=1e-5)
+
+
+def test_bpr_gradcheck():
+    gen = torch.Generator().manual_seed(0)
+    args = tuple(
+        torch.randn(4, 3, dtype=torch.float64, generator=gen, requires_grad=True) for _ in range(3)
+    )
+    assert torch.autograd.gradcheck(bpr_loss, args)
+
+
+# ---------------------------------------------------------------------------
+# L2
+# ---------------------------------------------------------------------------
+
+
+def test_l2_penalty_matches_numpy():
+    rng = np.random.default_rng(1)
+    eu, ei = rng.normal(size=(5, 4)), rng.normal(size=(7, 4))
+    expected = float(np.sum(eu**2) + np.sum(ei**2))
+    assert float(l2_penalty(t64(eu), t64(ei))) == pytest.approx(expected, rel=1e-12)
+    assert float(l2_penalty(t64(eu))) == pytest.approx(float(np.sum(eu**2)), rel=1e-12)
+
+
+def test_l2_penalty_gradient():
+    eu = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
+    ei = torch.randn(4, 2, dtype=torch.float64, requires_grad=True)
+    l2_penalty(eu, ei).backward()
+    torch.testing.assert_close(eu.grad, 2 * eu.detach())
+    torch.testing.assert_close(ei.grad, 2 * ei.detach())
+
+
+# ---------------------------------------------------------------------------
+# InfoNCE
+# ---------------------------------------------------------------------------
+
+
+def test_info_nce_golden_by_hand():
+    # Orthonormal rows, x = y: x_n·y_n = 1, x_n·y_n' = 0 for n' ≠ n.
+    # loss = −log(e^{1/τ} / (e^{1/τ} + (N−1))) with N = 3 rows of Y, τ = 0.5.
+    x = torch.eye(3, dtype=torch.float64) * torch.tensor([[2.0], [3.0], [0.5]], dtype=torch.float64)
+    loss = info_nce(x, x, torch.tensor([0, 2]), 0.5)
+    e = math.exp(2.0)
+    assert float(loss) == pytest.approx(-math.log(e / (e + 2.0)), rel=1e-12)
+
+
+@pytest.mark.parametrize("tau", [0.1, 0.5, 1.0])
+def test_info_nce_matches_naive_formula(tau):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(9, 5)) * rng.uniform(0.5, 3.0, size=(9, 1))  # un-normalised rows
+    y = rng.normal(size=(9, 5))
+    nodes = np.array([0, 3, 3, 8, 5])  # duplicates allowed; a subset of rows
+    loss = info_nce(t64(x), t64(y), torch.as_tensor(nodes), tau)
+    assert loss.shape == ()
+    expected = ref_info_nce_naive(x, y, nodes, tau)
+    assert float(loss) == pytest.approx(expected, rel=1e-10)
+    assert ref_info_nce_stable(x, y, nodes, tau) == pytest.approx(expected, rel=1e-10)
+
+
+def test_info_nce_denominator_covers_all_rows_of_y():
+    # Adding rows to Y that are not in the batch must change the loss (sum over ALL rows).
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+    nodes = torch.tensor([0, 1])
+    small = float(info_nce(t64(x), t64(y), nodes, 0.5))
+    x_big = np.vstack([x, rng.normal(size=(6, 3))])
+    y_big = np.vstack([y, rng.normal(size=(6, 3))])
+    big = float(info_nce(t64(x_big), t64(y_big), nodes, 0.5))
+    assert big > small
+    assert big == pytest.approx(ref_info_nce_naive(x_big, y_big, nodes.numpy(), 0.5), rel=1e-10)
+
+
+def test_info_nce_float32_matches_float64_reference():
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(30, 8)), rng.normal(size=(30, 8))
+    nodes = rng.integers(0, 30, size=12)
+    loss = info_nce(
+        torch.as_tensor(x, dtype=torch.float32),
+        torch.as_tensor(y, dtype=torch.float32),
+        torch.as_tensor(nodes),
+        0.2,
+    )
+    assert loss.dtype == torch.float32
+    assert float(loss) == pytest.approx(ref_info_nce_stable(x, y, nodes, 0.2), rel=1e-5)
+
+
+@pytest.mark.parametrize("tau", [1e-2, 1e-3])
+def test_info_nce_stable_with_small_temperature(tau):
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(10, 4)), rng.normal(size=(10, 4))
+    y[1] = x[1]  # a perfectly aligned positive: x·y/τ = 1/τ
+    nodes = np.array([0, 1, 2, 7])
+    # The naive float32 formula overflows here (exp(1/τ) > float32 max ≈ 3.4e38).
+    naive = torch.exp(torch.tensor(1.0 / tau, dtype=torch.float32))
+    assert torch.isinf(naive)
+    for dtype in (torch.float32, torch.float64):
+        loss = info_nce(
+            torch.as_tensor(x, dtype=dtype),
+            torch.as_tensor(y, dtype=dtype),
+            torch.as_tensor(nodes),
+            tau,
+        )
+        assert torch.isfinite(loss)
+        expected = ref_info_nce_stable(x, y, nodes, tau)
+        tol = {"rel": 1e-10} if dtype == torch.float64 else {"rel": 1e-4, "abs": 1e-3}
+        assert float(loss) == pytest.approx(expected, **tol)
+    # Gradients are finite too.
+    xs = torch.as_tensor(x, dtype=torch.float32).requires_grad_(True)
+    ys = torch.as_tensor(y, dtype=torch.float32).requires_grad_(True)
+    info_nce(xs, ys, torch.as_tensor(nodes), tau).backward()
+    assert torch.isfinite(xs.grad).all() and torch.isfinite(ys.grad).all()
+
+
+def test_info_nce_invariant_to_row_scaling():
+    rng = np.random.default_rng(6)
+    x, y = rng.normal(size=(6, 3)), rng.normal(size=(6, 3))
+    nodes = torch.tensor([1, 4])
+    base = float(info_nce(t64(x), t64(y), nodes, 0.5))
+    scale = rng.uniform(0.1, 10.0, size=(6, 1))
+    assert float(info_nce(t64(x * scale), t64(y / scale), nodes, 0.5)) == pytest.approx(
+        base, rel=1e-10
+    )
+
+
+def test_info_nce_gradcheck():
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(5, 3, dtype=torch.float64, generator=gen, requires_grad=True)
+    y = torch.randn(5, 3, dtype=torch.float64, generator=gen, requires_grad=True)
+    nodes = torch.tensor([0, 2, 2, 4])
+    assert torch.autograd.gradcheck(lambda a, b: info_nce(a, b, nodes, 0.3), (x, y))
+
+
+# ---------------------------------------------------------------------------
+# Diffusion loss and alignment (modality-aware signal injection) loss, SPEC §3
+# ---------------------------------------------------------------------------
+
+
+def test_diffusion_loss_matches_numpy():
+    rng = np.random.default_rng(7)
+    x0 = (rng.random((6, 11)) < 0.3).astype(float)
+    pred = rng.normal(size=(6, 11))
+    w = np.array([1.0, 0.5, 2.0, 1.0, 0.0, 3.5])
+    per_user = np.array([np.mean((x0[u] - pred[u]) ** 2) for u in range(6)])
+    expected = float(np.mean(w * per_user))
+    assert float(diffusion_loss(t64(x0), t64(pred), t64(w))) == pytest.approx(expected, rel=1e-12)
+
+
+def test_diffusion_loss_golden_by_hand():
+    # Two users, two items: user 0 error (1, 1) → mse 1, weight 2; user 1 error (0, 2) → mse 2,
+    # weight 1 (t = 0). Loss = (2·1 + 1·2)/2 = 2.
+    x0 = t64([[1.0, 0.0], [0.0, 1.0]])
+    pred = t64([[0.0, 1.0], [0.0, -1.0]])
+    assert float(diffusion_loss(x0, pred, t64([2.0, 1.0]))) == pytest.approx(2.0)
+
+
+def test_diffusion_loss_gradient_reaches_prediction_only_through_weights():
+    x0 = torch.zeros(2, 3, dtype=torch.float64)
+    pred = torch.ones(2, 3, dtype=torch.float64, requires_grad=True)
+    diffusion_loss(x0, pred, t64([0.0, 3.0])).backward()
+    # d/dpred of mean_u w_u mean_i (pred − x0)² = w_u · 2 (pred − x0) / (n_items · n_users).
+    expected = torch.tensor([[0.0] * 3, [3.0 * 2 / 6] * 3], dtype=torch.float64)
+    torch.testing.assert_close(pred.grad, expected)
+
+
+def test_alignment_loss_matches_numpy():
+    rng = np.random.default_rng(8)
+    n_users, n_items, d = 5, 7, 4
+    pred = rng.normal(size=(n_users, n_items))
+    x0 = (rng.random((n_users, n_items)) < 0.4).astype(float)
+    phi = rng.normal(size=(n_items, d))  # φ_m(F_m)
+    e_i = rng.normal(size=(n_items, d))  # E_i
+    per_user = [
+        np.mean(
+            (
+                sum(pred[u, i] * phi[i] for i in range(n_items))
+                - sum(x0[u, i] * e_i[i] for i in range(n_items))
+            )
+            ** 2
+        )
+        for u in range(n_users)
+    ]
+    expected = float(np.mean(per_user))
+    loss = alignment_loss(t64(pred), t64(x0), t64(phi), t64(e_i))
+    assert loss.shape == ()
+    assert float(loss) == pytest.approx(expected, rel=1e-12)
+
+
+def test_alignment_loss_golden_by_hand():
+    # One user, items (a, b); x̂0 = (1, 0), x0 = (0, 1); φ = [[1, 2], [0, 0]], E_i = [[0, 0], [3, 3]]
+    # → x̂0·φ = (1, 2), x0·E_i = (3, 3), mean_D ((−2)² + (−1)²) = 2.5.
+    loss = alignment_loss(
+        t64([[1.0, 0.0]]), t64([[0.0, 1.0]]), t64([[1.0, 2.0], [0.0, 0.0]]), t64([[0, 0], [3, 3]])
+    )
+    assert float(loss) == pytest.approx(2.5)
+
+
+def test_alignment_loss_gradcheck_in_prediction():
+    gen = torch.Generator().manual_seed(2)
+    pred = torch.randn(3, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    x0 = (torch.rand(3, 4, generator=gen) < 0.5).double()
+    phi = torch.randn(4, 2, dtype=torch.float64, generator=gen)
+    e_i = torch.randn(4, 2, dtype=torch.float64, generator=gen)
+    assert torch.autograd.gradcheck(lambda p: alignment_loss(p, x0, phi, e_i), (pred,))
