@@ -162,8 +162,8 @@ def test_recommend_restricted_candidates(model):
     items, scores = model.recommend([0], n=2, items=[1, 2, 1])
     assert items.tolist() == [[1, 2]]
     items, scores = model.recommend([3], n=2, exclude_items=[0])
-    assert items.tolist() == [[2, 0]][:1] or items.tolist()[0][0] == 2
-    assert scores[0, 0] == 1.0 and scores[0, 1] == -np.inf  # 1 is seen, 0 excluded: padding
+    assert items[0, 0] == 2  # 1 is seen and 0 excluded, so the second place is padding
+    assert scores.tolist() == [[1.0, -np.inf]]
     items, _ = model.recommend([0], n=1, exclude_items=[1], exclude_seen=False)
     assert items.tolist() == [[0]]
     with pytest.raises(ValueError, match="No candidate items are left"):
@@ -236,11 +236,16 @@ def test_string_ids_round_trip():
     assert model.user_ids_.tolist() == ["ann", "ben", "cat"]
     assert model.item_ids_.tolist() == ["x", "y", "z"]
     items, scores = model.recommend(["ann", "ben"], n=2)
-    assert items.tolist() == [["y", "z"], ["z", "x"]]
+    assert items.dtype.kind == "U"
+    assert items[0].tolist() == ["y", "z"] and items[1, 0] == "z"
     assert scores.tolist() == [[2.0, 1.0], [1.0, -np.inf]]
-    items, _ = model.recommend("cat", n=3, exclude_seen=False, exclude_items=["y"])
-    assert items.tolist() == [["x", "z"]] or items[0, :2].tolist() == ["x", "z"]
-    np.testing.assert_array_equal(model.predict(pd.DataFrame({"user": ["ann"], "item": ["z"]})), [1])
+    items, _ = model.recommend("cat", n=2, exclude_seen=False, exclude_items=["y"])
+    assert items.tolist() == [["x", "z"]]
+    items, _ = model.recommend(np.array(["ben"], dtype=object), n=1, items=["z", "y"])
+    assert items.tolist() == [["z"]]
+    np.testing.assert_array_equal(
+        model.predict(pd.DataFrame({"user": ["ann"], "item": ["z"]})), [1]
+    )
     with pytest.raises(UnknownIdError, match=r"unknown user\(s\) \('dan'\)"):
         model.recommend(["dan"])
 
@@ -332,7 +337,7 @@ def test_evaluate_dict(synthetic):
 
 
 def test_evaluate_bad_arguments(model):
-    with pytest.raises(ValueError, match="unknown|Unknown|metric"):
+    with pytest.raises(ValueError, match=r"unknown metric 'nope'; allowed names are: recall"):
         model.evaluate([[0, 1]], metrics=("nope",))
     with pytest.raises(ValueError, match=r"^ks must be >= 1, got 0\."):
         model.evaluate([[0, 1]], ks=(0,))

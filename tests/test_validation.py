@@ -116,7 +116,7 @@ def test_sparse_forms(fmt):
     rows = check_interactions(X)
     assert_unchanged(before, X)
     assert rows.shape == (4, 5)  # the matrix fixes both universes, empty rows/columns included
-    got = sorted(zip(rows.users.tolist(), rows.items.tolist(), rows.weights.tolist()))
+    got = sorted(zip(rows.users.tolist(), rows.items.tolist(), rows.weights.tolist(), strict=True))
     if fmt == "coo":  # duplicates are kept as rows; interaction_matrix sums them
         assert got == [(0, 1, 1.0), (0, 2, 2.0), (1, 2, 0.5), (1, 2, 0.5), (2, 0, 3.0)]
     else:
@@ -146,7 +146,9 @@ def test_dataframe_custom_columns_weight_and_timestamp():
         }
     )
     before = snapshot(df)
-    rows = check_interactions(df, user_col="uid", item_col="iid", weight_col="w", timestamp_col="ts")
+    rows = check_interactions(
+        df, user_col="uid", item_col="iid", weight_col="w", timestamp_col="ts"
+    )
     assert_unchanged(before, df)
     assert rows.users.tolist() == ["a", "b", "a"]
     assert rows.items.tolist() == [10, 20, 30]
@@ -367,6 +369,7 @@ def test_dataframe_features_must_describe_the_same_items():
 def test_array_features_define_items_by_row():
     rows = check_interactions([[0, 0], [1, 2]])
     users, items, feats = resolve_universes(rows, {"v": np.ones((5, 2))})
+    assert feats["v"].shape == (5, 2)
     assert items.ids.tolist() == [0, 1, 2, 3, 4]  # items 1, 3 and 4 are cold
     assert users.ids.tolist() == [0, 1]
     rows = check_interactions(sp.csr_matrix(np.eye(3)))
@@ -454,7 +457,9 @@ BAD_INTERACTIONS = [
         r"interactions is empty",
         id="empty-df",
     ),
-    pytest.param(lambda: sp.csr_matrix((3, 4)), ValueError, r"interactions is empty", id="empty-sp"),
+    pytest.param(
+        lambda: sp.csr_matrix((3, 4)), ValueError, r"interactions is empty", id="empty-sp"
+    ),
     pytest.param(
         lambda: sp.coo_matrix((np.zeros(2), ([0, 1], [1, 0])), shape=(2, 2)),
         ValueError,
@@ -816,7 +821,9 @@ def test_validate_params_accepts():
     )
     with pytest.raises(ValueError, match=r"The 'd' parameter must be bool; got 1\."):
         validate_params({"a": 0.5, "b": 1, "c": None, "d": 1, "e": None}, constraints)
-    with pytest.raises(ValueError, match=r"The 'a' parameter must be a float in the range \(0, 1\)"):
+    with pytest.raises(
+        ValueError, match=r"The 'a' parameter must be a float in the range \(0, 1\)"
+    ):
         validate_params({"a": 0.0, "b": 1, "c": None, "d": True, "e": None}, constraints)
 
 

@@ -4,34 +4,35 @@ In the style of diffusers' ``scheduling_ddpm.py``: the schedule is an immutable
 table of float64 coefficients, and the functions below take tensors and return
 tensors.  Nothing here calls a network or keeps training state.
 
-Specification (cited in the code as ``# SPEC §n``):
+The formulas, from SPEC §1 (schedule, forward process, posterior, SNR), §3 (loss weight)
+and §4 (reverse step), labelled (D1)–(D7) here and cited in the code by those labels:
 
-§1  Schedule.  ``T`` steps (default 5), noise scale ``s`` (0.1), ``noise_min``
+(D1) Schedule.  ``T`` steps (default 5), noise scale ``s`` (0.1), ``noise_min``
     (1e-4), ``noise_max`` (0.02).  ``v = linspace(s·noise_min, s·noise_max, T)``,
     ``ᾱ'_t = 1 − v_t``, ``β_0 = 1 − ᾱ'_0``,
     ``β_t = min(1 − ᾱ'_t/ᾱ'_{t−1}, 0.999)`` for ``t ≥ 1``; then ``β_0 := 1e-4``.
     Everything else derives from β: ``α_t = 1 − β_t``, ``ᾱ_t = Π_{k≤t} α_k``,
     ``ᾱ_{−1} = 1``.  Computed in float64.
-§2  Forward process: ``x_t = sqrt(ᾱ_t)·x_0 + sqrt(1 − ᾱ_t)·ε``.
-§3  Posterior q(x_{t−1} | x_t, x_0): mean ``c1_t·x_0 + c2_t·x_t`` with
+(D2) Forward process: ``x_t = sqrt(ᾱ_t)·x_0 + sqrt(1 − ᾱ_t)·ε``.
+(D3) Posterior q(x_{t−1} | x_t, x_0): mean ``c1_t·x_0 + c2_t·x_t`` with
     ``c1_t = β_t·sqrt(ᾱ_{t−1})/(1 − ᾱ_t)``,
     ``c2_t = (1 − ᾱ_{t−1})·sqrt(α_t)/(1 − ᾱ_t)``; variance
     ``β_t·(1 − ᾱ_{t−1})/(1 − ᾱ_t)`` (exactly 0 at ``t = 0``); the clipped log
     variance replaces the ``t = 0`` entry by the ``t = 1`` entry.  When
     ``T == 1`` there is no ``t = 1`` entry and the clipped log variance at
     ``t = 0`` is defined as ``log(β_0)`` (the DDPM "upper bound" variance).
-§4  ``SNR(t) = ᾱ_t/(1 − ᾱ_t)``.
-§5  Training loss weight for a sampled step ``t``: ``SNR(t−1) − SNR(t)``, and
+(D4) ``SNR(t) = ᾱ_t/(1 − ᾱ_t)``.
+(D5) Training loss weight for a sampled step ``t``: ``SNR(t−1) − SNR(t)``, and
     ``1`` where ``t = 0``.
-§6  Reverse step: ``x_{t−1} = c1_t·x̂_0 + c2_t·x_t``, plus
+(D6) Reverse step: ``x_{t−1} = c1_t·x̂_0 + c2_t·x_t``, plus
     ``exp(½·clipped log variance_t)·noise`` for rows with ``t > 0``, only when
     noise is supplied.
-§7  Validation: ``T ≥ 1`` integer, ``0 < noise_min < noise_max``,
+(D7) Validation: ``T ≥ 1`` integer, ``0 < noise_min < noise_max``,
     ``noise_scale > 0``, and all betas in (0, 1); otherwise ``ValueError``.
     Additionally ``noise_scale·noise_max < 1`` is required, because otherwise
-    ``ᾱ'_t ≤ 0`` and the §1 ratio stops being a variance ratio.
+    ``ᾱ'_t ≤ 0`` and the (D1) ratio stops being a variance ratio.
 
-A note on §3/§6 with a perfect denoiser: for a noise-free ``x_t = sqrt(ᾱ_t)·x_0``
+A note on (D3)/(D6) with a perfect denoiser: for a noise-free ``x_t = sqrt(ᾱ_t)·x_0``
 and ``x̂_0 = x_0`` the posterior mean is exactly ``sqrt(ᾱ_{t−1})·x_0``, because
 ``β_t·sqrt(ᾱ_{t−1}) + (1 − ᾱ_{t−1})·sqrt(α_t)·sqrt(ᾱ_t)
 = sqrt(ᾱ_{t−1})·(β_t + α_t − ᾱ_t) = sqrt(ᾱ_{t−1})·(1 − ᾱ_t)``.  In particular
@@ -57,8 +58,8 @@ __all__ = [
     "snr",
 ]
 
-MAX_BETA = 0.999  # SPEC §1: cap on β_t for t ≥ 1
-FIXED_BETA_0 = 1e-4  # SPEC §1: β_0 is fixed to this value
+MAX_BETA = 0.999  # (D1): cap on β_t for t ≥ 1
+FIXED_BETA_0 = 1e-4  # (D1): β_0 is fixed to this value
 
 #: Names of the public float64 coefficient arrays of a :class:`DiffusionSchedule`.
 ARRAY_NAMES: tuple[str, ...] = (
@@ -81,7 +82,7 @@ def _frozen(a: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class DiffusionSchedule:
-    """Immutable float64 DiffMM noise schedule (SPEC §1, §3, §4, §5).
+    """Immutable float64 DiffMM noise schedule ((D1), (D3), (D4), (D5)).
 
     Parameters
     ----------
@@ -111,7 +112,7 @@ class DiffusionSchedule:
     Raises
     ------
     ValueError
-        If a parameter is out of range (SPEC §7).
+        If a parameter is out of range ((D7)).
 
     Examples
     --------
@@ -184,14 +185,14 @@ class DiffusionSchedule:
         set_(self, "noise_min", lo)
         set_(self, "noise_max", hi)
 
-        # SPEC §1: linear variance grid and betas from consecutive ratios.
+        # (D1): linear variance grid and betas from consecutive ratios.
         v = np.linspace(scale * lo, scale * hi, steps, dtype=np.float64)
         alpha_bar_prime = 1.0 - v
         betas = np.empty(steps, dtype=np.float64)
         betas[0] = 1.0 - alpha_bar_prime[0]
         if steps > 1:
             betas[1:] = np.minimum(1.0 - alpha_bar_prime[1:] / alpha_bar_prime[:-1], MAX_BETA)
-        betas[0] = FIXED_BETA_0  # SPEC §1: β_0 fixed
+        betas[0] = FIXED_BETA_0  # (D1): β_0 fixed
         if not (np.all(np.isfinite(betas)) and np.all(betas > 0.0) and np.all(betas < 1.0)):
             bad = int(np.flatnonzero(~((betas > 0.0) & (betas < 1.0)))[0])
             raise ValueError(
@@ -200,22 +201,22 @@ class DiffusionSchedule:
                 "(noise_min and noise_max are too close for this many steps)"
             )
 
-        # SPEC §1: everything else from β.
+        # (D1): everything else from β.
         alphas = 1.0 - betas
         alphas_cumprod = np.cumprod(alphas)
         alphas_cumprod_prev = np.concatenate([[1.0], alphas_cumprod[:-1]])  # ᾱ_{−1} = 1
 
-        # SPEC §3: posterior q(x_{t−1} | x_t, x_0).
+        # (D3): posterior q(x_{t−1} | x_t, x_0).
         one_minus_ac = 1.0 - alphas_cumprod
         coef1 = betas * np.sqrt(alphas_cumprod_prev) / one_minus_ac
         coef2 = (1.0 - alphas_cumprod_prev) * np.sqrt(alphas) / one_minus_ac
         post_var = betas * (1.0 - alphas_cumprod_prev) / one_minus_ac  # exactly 0 at t=0
-        # SPEC §3: clip by replacing the (log 0) t=0 entry with the t=1 entry;
+        # (D3): clip by replacing the (log 0) t=0 entry with the t=1 entry;
         # for steps == 1 use log(β_0) (documented choice).
         first = post_var[1] if steps > 1 else betas[0]
         post_log_var = np.log(np.concatenate([[first], post_var[1:]]))
 
-        # SPEC §4 / §5: SNR and loss weights (computed in float64 to avoid
+        # (D4) / (D5): SNR and loss weights (computed in float64 to avoid
         # cancellation in SNR(t−1) − SNR(t)).
         snr_table = alphas_cumprod / one_minus_ac
         weights = np.ones(steps, dtype=np.float64)
@@ -234,9 +235,9 @@ class DiffusionSchedule:
         for name, arr in arrays.items():
             set_(self, name, _frozen(arr))
         tables = {name: getattr(self, name) for name in ARRAY_NAMES}
-        tables["sqrt_alphas_cumprod"] = _frozen(np.sqrt(alphas_cumprod))  # SPEC §2
-        tables["sqrt_one_minus_alphas_cumprod"] = _frozen(np.sqrt(one_minus_ac))  # SPEC §2
-        tables["posterior_std_clipped"] = _frozen(np.exp(0.5 * post_log_var))  # SPEC §6
+        tables["sqrt_alphas_cumprod"] = _frozen(np.sqrt(alphas_cumprod))  # (D2)
+        tables["sqrt_one_minus_alphas_cumprod"] = _frozen(np.sqrt(one_minus_ac))  # (D2)
+        tables["posterior_std_clipped"] = _frozen(np.exp(0.5 * post_log_var))  # (D6)
         tables["snr"] = _frozen(snr_table)
         tables["loss_weights"] = _frozen(weights)
         set_(self, "_tables", tables)
@@ -253,7 +254,7 @@ class DiffusionSchedule:
         *,
         dtype: torch.dtype = torch.float32,
     ) -> np.ndarray | torch.Tensor:
-        """Signal-to-noise ratio ``ᾱ_t/(1 − ᾱ_t)`` (SPEC §4).
+        """Signal-to-noise ratio ``ᾱ_t/(1 − ᾱ_t)`` ((D4)).
 
         Parameters
         ----------
@@ -284,7 +285,7 @@ class DiffusionSchedule:
         *,
         dtype: torch.dtype = torch.float32,
     ) -> np.ndarray | torch.Tensor:
-        """Training loss weight ``SNR(t−1) − SNR(t)``, and 1 at ``t = 0`` (SPEC §5).
+        """Training loss weight ``SNR(t−1) − SNR(t)``, and 1 at ``t = 0`` ((D5)).
 
         Parameters
         ----------
@@ -406,7 +407,7 @@ def _gather(
 def q_sample(
     schedule: DiffusionSchedule, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor
 ) -> torch.Tensor:
-    """Forward diffusion ``x_t = sqrt(ᾱ_t)·x_0 + sqrt(1 − ᾱ_t)·ε`` (SPEC §2).
+    """Forward diffusion ``x_t = sqrt(ᾱ_t)·x_0 + sqrt(1 − ᾱ_t)·ε`` ((D2)).
 
     Parameters
     ----------
@@ -435,13 +436,13 @@ def q_sample(
     _check_t(schedule, t, x0.shape[0])
     a = _gather(schedule, "sqrt_alphas_cumprod", t, x0)
     b = _gather(schedule, "sqrt_one_minus_alphas_cumprod", t, x0)
-    return a * x0 + b * noise  # SPEC §2
+    return a * x0 + b * noise  # (D2)
 
 
 def posterior_mean_variance(
     schedule: DiffusionSchedule, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Mean and variance of the posterior q(x_{t−1} | x_t, x_0) (SPEC §3).
+    """Mean and variance of the posterior q(x_{t−1} | x_t, x_0) ((D3)).
 
     Parameters
     ----------
@@ -475,7 +476,7 @@ def posterior_mean_variance(
     _check_t(schedule, t, x0.shape[0])
     c1 = _gather(schedule, "posterior_mean_coef1", t, x0)
     c2 = _gather(schedule, "posterior_mean_coef2", t, x0)
-    mean = c1 * x0 + c2 * x_t  # SPEC §3
+    mean = c1 * x0 + c2 * x_t  # (D3)
     var = _gather(schedule, "posterior_variance", t, x0)
     log_var = _gather(schedule, "posterior_log_variance_clipped", t, x0)
     return mean, var, log_var
@@ -488,7 +489,7 @@ def reverse_step(
     t: torch.Tensor,
     noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One reverse (denoising) step ``x_t -> x_{t−1}`` (SPEC §6).
+    """One reverse (denoising) step ``x_t -> x_{t−1}`` ((D6)).
 
     ``x_{t−1} = c1_t·x̂_0 + c2_t·x_t``, plus
     ``exp(½·posterior_log_variance_clipped_t)·noise`` on rows with ``t > 0``
@@ -527,11 +528,11 @@ def reverse_step(
     _check_t(schedule, t, x_t.shape[0])
     c1 = _gather(schedule, "posterior_mean_coef1", t, x_t)
     c2 = _gather(schedule, "posterior_mean_coef2", t, x_t)
-    out = c1 * x0_pred + c2 * x_t  # SPEC §6
+    out = c1 * x0_pred + c2 * x_t  # (D6)
     if noise is not None:
         _check_x("noise", noise, like=x_t)
         std = _gather(schedule, "posterior_std_clipped", t, x_t)
-        nonzero = (t.to(x_t.device) > 0).reshape(std.shape).to(x_t.dtype)  # SPEC §6: t > 0 only
+        nonzero = (t.to(x_t.device) > 0).reshape(std.shape).to(x_t.dtype)  # (D6): t > 0 only
         out = out + nonzero * std * noise
     return out
 
@@ -539,7 +540,7 @@ def reverse_step(
 def snr(
     schedule: DiffusionSchedule, t: torch.Tensor, *, dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:
-    """Signal-to-noise ratio ``ᾱ_t/(1 − ᾱ_t)`` per step (SPEC §4).
+    """Signal-to-noise ratio ``ᾱ_t/(1 − ᾱ_t)`` per step ((D4)).
 
     Parameters
     ----------
@@ -567,7 +568,7 @@ def snr(
 def loss_weight(
     schedule: DiffusionSchedule, t: torch.Tensor, *, dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:
-    """Training loss weight ``SNR(t−1) − SNR(t)``, 1 where ``t = 0`` (SPEC §5).
+    """Training loss weight ``SNR(t−1) − SNR(t)``, 1 where ``t = 0`` ((D5)).
 
     The difference is taken in float64 before casting to ``dtype``.
 
@@ -595,7 +596,7 @@ def loss_weight(
 
 
 # ---------------------------------------------------------------------------
-# Validation (SPEC §7)
+# Validation ((D7))
 # ---------------------------------------------------------------------------
 
 

@@ -41,11 +41,12 @@ def info_nce(
     nodes : LongTensor of shape (batch,)
     temperature : float
     """
-    x = F.normalize(view_x[nodes], dim=-1)
+    # Scaling the (batch, dim) side by 1/τ before the product saves a pass over the
+    # (batch, n_nodes) similarity matrix.
+    x = F.normalize(view_x[nodes], dim=-1) / temperature
     y = F.normalize(view_y, dim=-1)
-    positive = (x * y[nodes]).sum(-1) / temperature
-    all_pairs = x @ y.T / temperature
-    return (torch.logsumexp(all_pairs, dim=-1) - positive).mean()
+    positive = (x * y[nodes]).sum(-1)
+    return (torch.logsumexp(x @ y.T, dim=-1) - positive).mean()
 
 
 def diffusion_loss(x0: torch.Tensor, x0_pred: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

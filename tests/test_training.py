@@ -1,0 +1,134 @@
+"""The epoch loop's building blocks: negative sampling, graph generation, the loss schedule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from diffmm._graph import adjacency_from_matrix
+from diffmm._model import Denoiser, DiffMMNetwork, NetworkConfig
+from diffmm._training import Trainer, TrainingConfig, sample_negatives
+from diffmm.diffusion import DiffusionSchedule
+
+
+@st.composite
+def interaction_matrices(draw):
+    n_users = draw(st.integers(1, 12))
+    n_items = draw(st.integers(2, 15))
+    density = draw(st.floats(0.0, 0.9))
+    seed = draw(st.integers(0, 2**31 - 1))
+    rng = np.random.default_rng(seed)
+    dense = rng.random((n_users, n_items)) < density
+    dense[np.arange(n_users), rng.integers(0, n_items, n_users)] = False  # one free item each
+    return sp.csr_matrix(dense.astype(np.float32)), seed
+
+
+@settings(max_examples=60, deadline=None)
+@given(interaction_matrices())
+def test_negatives_are_never_positives(data):
+    matrix, seed = data
+    users = np.repeat(np.arange(matrix.shape[0]), 5)
+    negatives = sample_negatives(matrix, users, np.random.default_rng(seed))
+    assert negatives.shape == users.shape
+    assert np.all((negatives >= 0) & (negatives < matrix.shape[1]))
+    assert not np.any(np.asarray(matrix[users, negatives]).ravel())
+
+
+def test_negatives_are_uniform_over_non_interacted_items():
+    matrix = sp.csr_matrix(np.array([[1, 0, 1, 0, 0, 1, 0, 0]], dtype=np.float32))
+    users = np.zeros(50_000, dtype=np.int64)
+    negatives = sample_negatives(matrix, users, np.random.default_rng(0))
+    allowed = np.flatnonzero(matrix.toarray()[0] == 0)
+    counts = np.bincount(negatives, minlength=8)
+    assert counts[matrix.indices].sum() == 0
+    assert stats.chisquare(counts[allowed]).pvalue > 1e-3
+
+
+def test_negatives_reproducible_and_user_with_every_item_rejected():
+    matrix = sp.csr_matrix(np.array([[1, 0, 0], [0, 1, 0]], dtype=np.float32))
+    users = np.array([0, 1, 1, 0])
+    a = sample_negatives(matrix, users, np.random.default_rng(5))
+    b = sample_negatives(matrix, users, np.random.default_rng(5))
+    np.testing.assert_array_equal(a, b)
+    full = sp.csr_matrix(np.ones((1, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match="every item"):
+        sample_negatives(full, np.array([0]), np.random.default_rng(0))
+
+
+def _trainer(matrix, **config):
+    n_users, n_items = matrix.shape
+    gen = torch.Generator().manual_seed(0)
+    features = [torch.randn(n_items, 6, generator=gen), torch.randn(n_items, 4, generator=gen)]
+    network = DiffMMNetwork(NetworkConfig(n_users, n_items, (6, 4), embedding_dim=8), features)
+    denoisers = [Denoiser(n_items, (16,), generator=gen) for _ in features]
+    return Trainer(
+        network,
+        denoisers,
+        DiffusionSchedule(),
+        matrix,
+        adjacency_from_matrix(matrix),
+        TrainingConfig(batch_size=7, **config),
+        device=torch.device("cpu"),
+        rng=np.random.default_rng(0),
+        generator=torch.Generator().manual_seed(1),
+    )
+
+
+@pytest.fixture
+def matrix():
+    rng = np.random.default_rng(0)
+    return sp.csr_matrix((rng.random((30, 20)) < 0.2).astype(np.float32))
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_generated_graphs_connect_each_user_to_k_items(matrix, k):
+    trainer = _trainer(matrix, graph_top_k=k, edge_keep_rate=1.0)
+    graphs = trainer.generate_graphs()
+    assert len(graphs) == 2
+    n_users = matrix.shape[0]
+    for graph in graphs:
+        dense = graph.to_dense().numpy()
+        block = dense[:n_users, n_users:]
+        assert np.all((block > 0).sum(axis=1) == k)  # SPEC §4: top-k edges per user
+        np.testing.assert_allclose(dense, dense.T, rtol=1e-6)
+        assert np.all(np.diag(dense) > 0)  # self-loops
+        assert np.all(dense[:n_users, :n_users][~np.eye(n_users, dtype=bool)] == 0)
+
+
+def test_generation_uses_the_denoiser_output(matrix):
+    # A denoiser that always predicts item 4 makes every user's top-1 item 4.
+    trainer = _trainer(matrix, edge_keep_rate=1.0)
+    for denoiser in trainer.denoisers:
+        last = denoiser.layers[-1]
+        with torch.no_grad():
+            last.weight.zero_()
+            last.bias.fill_(-10.0)
+            last.bias[4] = 10.0
+    for graph in trainer.generate_graphs():
+        block = graph.to_dense().numpy()[: matrix.shape[0], matrix.shape[0] :]
+        assert np.all(block[:, 4] > 0) and np.all(np.delete(block, 4, axis=1) == 0)
+
+
+def test_denoiser_epoch_reduces_diffusion_loss(matrix):
+    trainer = _trainer(matrix)
+    first = trainer.denoiser_epoch()["loss_diffusion"]
+    for _ in range(15):
+        last = trainer.denoiser_epoch()["loss_diffusion"]
+    assert last < first
+
+
+def test_recommender_epoch_updates_only_the_recommender(matrix):
+    trainer = _trainer(matrix, contrastive="main_modal")
+    before = [p.detach().clone() for p in trainer.denoisers[0].parameters()]
+    emb = trainer.network.user_embedding.detach().clone()
+    losses = trainer.recommender_epoch(trainer.generate_graphs())
+    assert set(losses) == {"loss_bpr", "loss_l2", "loss_contrastive"}
+    assert losses["loss_contrastive"] > 0
+    assert not torch.equal(emb, trainer.network.user_embedding)
+    for a, b in zip(before, trainer.denoisers[0].parameters(), strict=True):
+        assert torch.equal(a, b)
