@@ -359,7 +359,7 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_good_weights(tiny_data, 
         model.fit(tiny_data.train, tiny_data.features)
     assert model.best_epoch_ == 1
     assert np.all(np.isfinite(model.user_factors_))
-    ids, scores = model.recommend([0], n=3)
+    _, scores = model.recommend([0], n=3)
     assert np.all(np.isfinite(scores))
 
 
