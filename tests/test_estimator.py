@@ -492,7 +492,7 @@ def test_tiktok_few_epochs_beat_popularity(tiktok_path):
     data = load_tiktok(tiktok_path)
     popularity = PopularityRecommender().fit(data.train, data.features)
     model = DiffMMRecommender.from_preset(
-        "tiktok", epochs=2, denoiser_hidden_dims=(200,), batch_size=2048, random_state=0
+        "tiktok", epochs=3, denoiser_hidden_dims=(64,), random_state=0
     )
     model.fit(data.train, data.features)
     assert np.all(np.isfinite(model.user_factors_))
