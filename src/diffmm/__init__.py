@@ -1,5 +1,7 @@
 """diffmm: the DiffMM multi-modal diffusion recommender as a scikit-learn style estimator."""
 
+from ._persistence import ModelFileError
+from ._training import NonFiniteLossError
 from ._validation import UnknownIdError
 from ._version import __version__
 from .baselines import PopularityRecommender
@@ -8,6 +10,8 @@ from .estimator import PRESETS, DiffMMRecommender
 __all__ = [
     "PRESETS",
     "DiffMMRecommender",
+    "ModelFileError",
+    "NonFiniteLossError",
     "PopularityRecommender",
     "UnknownIdError",
     "__version__",

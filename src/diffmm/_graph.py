@@ -12,10 +12,18 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-__all__ = ["bipartite_adjacency", "drop_edges", "top_k_graph"]
+__all__ = [
+    "adjacency_from_matrix",
+    "bipartite_adjacency",
+    "drop_edges",
+    "sparse_csr",
+    "top_k_graph",
+]
 
 
-def _csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, size: int) -> torch.Tensor:
+def sparse_csr(
+    crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, size: int
+) -> torch.Tensor:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         return torch.sparse_csr_tensor(crow, col, values, (size, size), check_invariants=False)
@@ -59,7 +67,7 @@ def bipartite_adjacency(
     rows, cols, values = rows[order], cols[order], values[order]
     crow = torch.zeros(n + 1, dtype=torch.int64, device=device)
     crow[1:] = torch.cumsum(torch.bincount(rows, minlength=n), 0)
-    return _csr(crow, cols, values, n)
+    return sparse_csr(crow, cols, values, n)
 
 
 def adjacency_from_matrix(matrix: sp.spmatrix, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -107,4 +115,4 @@ def drop_edges(
     counts = torch.bincount(rows[mask], minlength=n)
     new_crow = torch.zeros(n + 1, dtype=torch.int64, device=values.device)
     new_crow[1:] = torch.cumsum(counts, 0)
-    return _csr(new_crow, col[mask], values[mask] / keep_rate, n)
+    return sparse_csr(new_crow, col[mask], values[mask] / keep_rate, n)

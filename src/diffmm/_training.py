@@ -17,7 +17,7 @@ import scipy.sparse as sp
 import torch
 
 from . import losses
-from ._graph import drop_edges, top_k_graph
+from ._graph import drop_edges, sparse_csr, top_k_graph
 from ._model import Denoiser, DiffMMNetwork
 from .diffusion import DiffusionSchedule, loss_weight, q_sample, reverse_step
 
@@ -111,9 +111,15 @@ def _clone_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 @dataclass
 class TrainingResult:
+    """The loop's state: also what a checkpoint must hold to resume exactly."""
+
     history: list[dict[str, float]] = field(default_factory=list)
     best: Snapshot | None = None
+    last_good: Snapshot | None = None
+    stale: int = 0
+    epoch: int = 0
     stopped_early: bool = False
+    interrupted: bool = False
 
 
 class Trainer:
@@ -323,71 +329,124 @@ class Trainer:
         evaluate: Callable[[np.ndarray, np.ndarray], float] | None = None,
         *,
         progress: Callable[[int, dict[str, float]], None] | None = None,
+        on_epoch_end: Callable[[TrainingResult], None] | None = None,
+        state: TrainingResult | None = None,
     ) -> TrainingResult:
-        """Train for ``config.epochs`` epochs, evaluating every ``eval_every`` when asked.
+        """Train until ``config.epochs``, evaluating every ``eval_every`` epochs when asked.
 
         ``evaluate(user_factors, item_factors)`` returns a higher-is-better score. The result's
-        ``best`` holds the best-scoring snapshot (the last one without ``evaluate``). A
-        non-finite loss raises :class:`NonFiniteLossError` after restoring that snapshot.
+        ``best`` holds the best-scoring snapshot (the last one without ``evaluate``), whose
+        weights are restored at the end. ``state`` continues a run (see
+        :meth:`load_training_state`); ``on_epoch_end`` sees the state after each epoch (for
+        checkpoints). A non-finite loss raises :class:`NonFiniteLossError` after restoring
+        that snapshot; ``KeyboardInterrupt`` restores it too and returns with ``interrupted``
+        set (it propagates when no epoch has completed yet).
         """
         cfg = self.config
-        result = TrainingResult()
-        last_good: Snapshot | None = None
-        stale = 0
-        for epoch in range(1, cfg.epochs + 1):
-            record: dict[str, float] = {"epoch": epoch}
-            graphs = None
-            if cfg.generate_graphs:
-                start = time.perf_counter()
-                record.update(self.denoiser_epoch())
-                record["seconds_denoiser"] = time.perf_counter() - start
-                self._check_finite(record, epoch, result, last_good)
-                start = time.perf_counter()
-                graphs = self.generate_graphs()
-                record["seconds_generation"] = time.perf_counter() - start
-            start = time.perf_counter()
-            record.update(self.recommender_epoch(graphs))
-            record["seconds_recommender"] = time.perf_counter() - start
-            self._check_finite(record, epoch, result, last_good)
-            last_good = self.snapshot(epoch, graphs)
-            evaluated = evaluate is not None and (
-                epoch % cfg.eval_every == 0 or epoch == cfg.epochs
-            )
-            if evaluated:
-                start = time.perf_counter()
-                score = float(evaluate(*self.embeddings(graphs)))
-                record["seconds_evaluation"] = time.perf_counter() - start
-                record["validation_score"] = score
-                if result.best is None or score > result.best.score:
-                    last_good.score = score
-                    result.best = last_good
-                    stale = 0
-                else:
-                    stale += 1
-            result.history.append(record)
-            if progress is not None:
-                progress(epoch, record)
-            logger.info("epoch %d: %s", epoch, _format_record(record))
-            if evaluated and cfg.patience is not None and stale >= cfg.patience:
-                result.stopped_early = True
-                break
+        result = state if state is not None else TrainingResult()
+        try:
+            while result.epoch < cfg.epochs and not result.stopped_early:
+                self._epoch(result, evaluate)
+                if progress is not None:
+                    progress(result.epoch, result.history[-1])
+                logger.info("epoch %d: %s", result.epoch, _format_record(result.history[-1]))
+                if on_epoch_end is not None:
+                    on_epoch_end(result)
+        except KeyboardInterrupt:
+            if result.last_good is None:
+                raise
+            result.interrupted = True
         if result.best is None:
-            result.best = last_good
+            result.best = result.last_good
         self.restore(result.best)
         return result
 
-    def _check_finite(
-        self,
-        record: dict[str, float],
-        epoch: int,
-        result: TrainingResult,
-        last_good: Snapshot | None,
+    def _epoch(
+        self, result: TrainingResult, evaluate: Callable[[np.ndarray, np.ndarray], float] | None
     ) -> None:
+        cfg = self.config
+        epoch = result.epoch + 1
+        record: dict[str, float] = {"epoch": epoch}
+        graphs = None
+        if cfg.generate_graphs:
+            start = time.perf_counter()
+            record.update(self.denoiser_epoch())
+            record["seconds_denoiser"] = time.perf_counter() - start
+            self._check_finite(record, epoch, result)
+            start = time.perf_counter()
+            graphs = self.generate_graphs()
+            record["seconds_generation"] = time.perf_counter() - start
+        start = time.perf_counter()
+        record.update(self.recommender_epoch(graphs))
+        record["seconds_recommender"] = time.perf_counter() - start
+        self._check_finite(record, epoch, result)
+        snapshot = self.snapshot(epoch, graphs)
+        evaluated = evaluate is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs)
+        if evaluated:
+            start = time.perf_counter()
+            score = float(evaluate(*self.embeddings(graphs)))
+            record["seconds_evaluation"] = time.perf_counter() - start
+            record["validation_score"] = score
+            if result.best is None or score > result.best.score:
+                snapshot.score = score
+                result.best = snapshot
+                result.stale = 0
+            else:
+                result.stale += 1
+        # Commit the epoch only once it is complete, so an interrupt never leaves it half-done.
+        result.last_good = snapshot
+        result.history.append(record)
+        result.epoch = epoch
+        if evaluated and cfg.patience is not None and result.stale >= cfg.patience:
+            result.stopped_early = True
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def training_state(self, result: TrainingResult) -> dict:
+        """Everything needed to continue exactly where ``result`` stands (no tensors shared)."""
+        return {
+            "result": {
+                "history": result.history,
+                "best": _snapshot_to_dict(result.best),
+                "last_good": _snapshot_to_dict(result.last_good),
+                "stale": result.stale,
+                "epoch": result.epoch,
+                "stopped_early": result.stopped_early,
+            },
+            "optimizer": self.optimizer.state_dict(),
+            "denoiser_optimizers": [opt.state_dict() for opt in self.denoiser_optimizers],
+            "rng": self.rng.bit_generator.state,
+            "generator": self.generator.get_state(),
+        }
+
+    def load_training_state(self, state: dict) -> TrainingResult:
+        """Restore weights, optimiser moments and random streams; return the loop state."""
+        saved = state["result"]
+        result = TrainingResult(
+            history=list(saved["history"]),
+            best=_snapshot_from_dict(saved["best"], self.device),
+            last_good=_snapshot_from_dict(saved["last_good"], self.device),
+            stale=int(saved["stale"]),
+            epoch=int(saved["epoch"]),
+            stopped_early=bool(saved["stopped_early"]),
+        )
+        if result.last_good is not None:
+            self.restore(result.last_good)
+        self.optimizer.load_state_dict(state["optimizer"])
+        for opt, opt_state in zip(
+            self.denoiser_optimizers, state["denoiser_optimizers"], strict=True
+        ):
+            opt.load_state_dict(opt_state)
+        self.rng.bit_generator.state = state["rng"]
+        self.generator.set_state(state["generator"])
+        return result
+
+    def _check_finite(self, record: dict[str, float], epoch: int, result: TrainingResult) -> None:
         bad = [k for k, v in record.items() if k.startswith("loss_") and not math.isfinite(v)]
         if not bad:
             return
         result.history.append(record)
-        keep = result.best or last_good
+        keep = result.best or result.last_good
         if keep is not None:
             self.restore(keep)
         where = f"the weights of epoch {keep.epoch} were kept" if keep else "no epoch completed"
@@ -403,4 +462,45 @@ class Trainer:
 def _format_record(record: dict[str, float]) -> str:
     return ", ".join(
         f"{k}={v:.4g}" for k, v in record.items() if k != "epoch" and not k.startswith("seconds")
+    )
+
+
+def _graph_parts(graph: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {
+        "crow": graph.crow_indices(),
+        "col": graph.col_indices(),
+        "values": graph.values(),
+        "size": torch.tensor(graph.shape[0]),
+    }
+
+
+def _snapshot_to_dict(snapshot: Snapshot | None) -> dict | None:
+    if snapshot is None:
+        return None
+    return {
+        "epoch": snapshot.epoch,
+        "score": snapshot.score,
+        "network": snapshot.network,
+        "denoisers": snapshot.denoisers,
+        "graphs": None if snapshot.graphs is None else [_graph_parts(g) for g in snapshot.graphs],
+    }
+
+
+def _snapshot_from_dict(data: dict | None, device: torch.device) -> Snapshot | None:
+    if data is None:
+        return None
+    graphs = None
+    if data["graphs"] is not None:
+        graphs = [
+            sparse_csr(
+                g["crow"].to(device), g["col"].to(device), g["values"].to(device), int(g["size"])
+            )
+            for g in data["graphs"]
+        ]
+    return Snapshot(
+        epoch=int(data["epoch"]),
+        network={k: v.to(device) for k, v in data["network"].items()},
+        denoisers=[{k: v.to(device) for k, v in d.items()} for d in data["denoisers"]],
+        graphs=graphs,
+        score=data["score"],
     )

@@ -6,8 +6,11 @@ Parameters in, validation at the top of ``fit``, fitted state out; the tensor wo
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import numbers
+import warnings
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -18,7 +21,8 @@ from sklearn.utils.validation import check_is_fitted
 from ._base import BaseRecommender
 from ._graph import adjacency_from_matrix
 from ._model import Denoiser, DiffMMNetwork, NetworkConfig
-from ._training import NonFiniteLossError, Snapshot, Trainer, TrainingConfig
+from ._persistence import read_archive, write_archive
+from ._training import NonFiniteLossError, Snapshot, Trainer, TrainingConfig, TrainingResult
 from ._validation import Interval, Options, Predicate
 from .diffusion import DiffusionSchedule
 
@@ -52,6 +56,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "projection": "linear",
     },
 }
+
+CHECKPOINT_NAME = "checkpoint.diffmm"
+# Settings that may differ between a checkpointed run and its resumption.
+_RESUMABLE_CHANGES = frozenset(
+    {"epochs", "patience", "verbose", "device", "checkpoint_dir", "checkpoint_every"}
+)
 
 _POSITIVE_INT = Interval(numbers.Integral, 1, None)
 _NON_NEGATIVE = Interval(numbers.Real, 0, None)
@@ -153,6 +163,11 @@ class DiffMMRecommender(BaseRecommender):
     verbose : bool, default=False
         Show a progress bar with the running losses; otherwise progress goes to the
         ``"diffmm"`` logger.
+    checkpoint_dir : str or Path, optional
+        Write a checkpoint (weights, optimiser state, random streams, history) to
+        ``checkpoint_dir/checkpoint.diffmm`` every ``checkpoint_every`` epochs and after the last;
+        ``fit(..., resume_from=checkpoint_dir)`` continues from it.
+    checkpoint_every : int, default=1
     user_col, item_col, weight_col : str
         Column names for DataFrame input.
 
@@ -170,6 +185,9 @@ class DiffMMRecommender(BaseRecommender):
         ``validation_score``.
     best_epoch_ : int
         The epoch whose weights were kept.
+    stopped_early_, interrupted_ : bool
+        Whether training stopped on patience, or on ``KeyboardInterrupt`` (Ctrl-C), which
+        keeps the best weights so far and warns.
     device_ : torch.device
         The device training ran on.
 
@@ -223,6 +241,8 @@ class DiffMMRecommender(BaseRecommender):
         "device": [Predicate(_device_ok, "'auto', a device string or a torch.device")],
         "random_state": [Interval(numbers.Integral, 0, None), np.random.Generator, None],
         "verbose": [bool, Interval(numbers.Integral, 0, None)],
+        "checkpoint_dir": [str, Path, None],
+        "checkpoint_every": [_POSITIVE_INT],
     }
 
     def __init__(
@@ -262,6 +282,8 @@ class DiffMMRecommender(BaseRecommender):
         device: str | torch.device = "auto",
         random_state: int | np.random.Generator | None = None,
         verbose: bool = False,
+        checkpoint_dir: str | Path | None = None,
+        checkpoint_every: int = 1,
         user_col: str = "user",
         item_col: str = "item",
         weight_col: str | None = "weight",
@@ -300,6 +322,8 @@ class DiffMMRecommender(BaseRecommender):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
         self.user_col = user_col
         self.item_col = item_col
         self.weight_col = weight_col
@@ -353,6 +377,7 @@ class DiffMMRecommender(BaseRecommender):
         modality_features: Any = None,
         *,
         validation_data: Any = None,
+        resume_from: str | Path | None = None,
     ) -> DiffMMRecommender:
         """Train the model.
 
@@ -367,6 +392,10 @@ class DiffMMRecommender(BaseRecommender):
             Held-out interactions; the model is evaluated on them every ``eval_every`` epochs,
             the best epoch's weights are kept and training stops after ``patience``
             evaluations without improvement.
+        resume_from : str or Path, optional
+            A checkpoint file (or the ``checkpoint_dir`` holding one) written by an earlier
+            ``fit`` on the same data with the same settings; training continues after its last
+            epoch and, on the CPU, ends exactly where an uninterrupted run would.
 
         Returns
         -------
@@ -384,20 +413,88 @@ class DiffMMRecommender(BaseRecommender):
         rng = np.random.default_rng(self.random_state)
         init_generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
         train_generator = torch.Generator(device=device).manual_seed(int(rng.integers(2**62)))
+        network, denoisers = self._build_modules(
+            [torch.from_numpy(features[m]) for m in names], init_generator
+        )
+        trainer = Trainer(
+            network.to(device),
+            [d.to(device) for d in denoisers],
+            DiffusionSchedule(
+                steps=self.diffusion_steps,
+                noise_scale=self.noise_scale,
+                noise_min=self.noise_min,
+                noise_max=self.noise_max,
+            ),
+            self.interactions_,
+            adjacency_from_matrix(self.interactions_, device),
+            self._training_config(has_validation=held_out is not None),
+            device=device,
+            rng=rng,
+            generator=train_generator,
+        )
+        self.modalities_ = names
+        self.device_ = device
+        fingerprint = _fingerprint(self.interactions_, features, held_out)
+        state = None
+        if resume_from is not None:
+            state = self._read_checkpoint(resume_from, trainer, fingerprint)
+        evaluate = None
+        if held_out is not None:
+            metric, k = self.early_stopping_metric, self.early_stopping_k
 
-        net_config = NetworkConfig(
+            def evaluate(user_factors: np.ndarray, item_factors: np.ndarray) -> float:
+                self.user_factors_, self.item_factors_ = user_factors, item_factors
+                return self._evaluate_matrix(held_out, (metric,), (k,))[f"{metric}@{k}"]
+
+        def on_epoch_end(result: TrainingResult) -> None:
+            done = result.epoch >= self.epochs or result.stopped_early
+            if self.checkpoint_dir is not None and (
+                result.epoch % self.checkpoint_every == 0 or done
+            ):
+                self._write_checkpoint(trainer, result, fingerprint)
+
+        with _Progress(self.epochs, enabled=bool(self.verbose)) as progress:
+            if state is not None:
+                progress.skip(state.epoch)
+            try:
+                result = trainer.run(
+                    evaluate, progress=progress.update, on_epoch_end=on_epoch_end, state=state
+                )
+            except NonFiniteLossError as exc:
+                self.history_ = exc.history
+                if exc.snapshot is not None:
+                    self._finish(trainer, exc.snapshot)
+                raise
+        self.history_ = result.history
+        self.stopped_early_ = result.stopped_early
+        self.interrupted_ = result.interrupted
+        self._finish(trainer, result.best)
+        if result.interrupted:
+            warnings.warn(
+                f"Training was interrupted after epoch {result.epoch}; the model keeps the "
+                f"weights of epoch {self.best_epoch_}.",
+                UserWarning,
+                stacklevel=2,
+            )
+        return self
+
+    def _network_config(self, feature_dims: tuple[int, ...]) -> NetworkConfig:
+        return NetworkConfig(
             n_users=self.n_users_,
             n_items=self.n_items_,
-            feature_dims=tuple(features[m].shape[1] for m in names),
+            feature_dims=feature_dims,
             embedding_dim=self.embedding_dim,
             projection=self.projection,
             n_layers=self.n_layers,
             generated_graph_weight=self.generated_graph_weight,
             residual_weight=self.residual_weight,
         )
-        network = DiffMMNetwork(
-            net_config, [torch.from_numpy(features[m]) for m in names], generator=init_generator
-        ).to(device)
+
+    def _build_modules(
+        self, features: list[torch.Tensor], generator: torch.Generator | None
+    ) -> tuple[DiffMMNetwork, list[Denoiser]]:
+        config = self._network_config(tuple(int(f.shape[1]) for f in features))
+        network = DiffMMNetwork(config, features, generator=generator)
         denoisers = [
             Denoiser(
                 self.n_items_,
@@ -405,17 +502,14 @@ class DiffMMRecommender(BaseRecommender):
                 time_dim=self.time_embedding_dim,
                 dropout=self.denoiser_dropout,
                 normalize_input=self.normalize_denoiser_input,
-                generator=init_generator,
-            ).to(device)
-            for _ in names
+                generator=generator,
+            )
+            for _ in features
         ]
-        schedule = DiffusionSchedule(
-            steps=self.diffusion_steps,
-            noise_scale=self.noise_scale,
-            noise_min=self.noise_min,
-            noise_max=self.noise_max,
-        )
-        train_config = TrainingConfig(
+        return network, denoisers
+
+    def _training_config(self, *, has_validation: bool) -> TrainingConfig:
+        return TrainingConfig(
             epochs=self.epochs,
             batch_size=self.batch_size,
             learning_rate=self.learning_rate,
@@ -431,42 +525,44 @@ class DiffMMRecommender(BaseRecommender):
             sampling_steps=self.sampling_steps,
             sampling_noise=self.sampling_noise,
             eval_every=self.eval_every,
-            patience=self.patience if held_out is not None else None,
+            patience=self.patience if has_validation else None,
         )
-        adjacency = adjacency_from_matrix(self.interactions_, device)
-        trainer = Trainer(
-            network,
-            denoisers,
-            schedule,
-            self.interactions_,
-            adjacency,
-            train_config,
-            device=device,
-            rng=rng,
-            generator=train_generator,
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def _write_checkpoint(self, trainer: Trainer, result: TrainingResult, fingerprint: str) -> None:
+        folder = Path(self.checkpoint_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        tree = {
+            "fingerprint": fingerprint,
+            "params": _params_for_file(self.get_params(deep=False)),
+            "state": trainer.training_state(result),
+        }
+        write_archive(folder / CHECKPOINT_NAME, tree, kind="checkpoint")
+
+    def _read_checkpoint(self, path: Any, trainer: Trainer, fingerprint: str) -> TrainingResult:
+        path = Path(path)
+        if path.is_dir():
+            path = path / CHECKPOINT_NAME
+        tree, _ = read_archive(path, kind="checkpoint")
+        if tree["fingerprint"] != fingerprint:
+            raise ValueError(
+                f"The checkpoint {path} was written for other training data (interactions, "
+                "features or validation data differ); resume with the same data."
+            )
+        mine = _params_for_file(self.get_params(deep=False))
+        changed = sorted(
+            key
+            for key, value in tree["params"].items()
+            if key not in _RESUMABLE_CHANGES and mine.get(key) != value
         )
-        self.modalities_ = names
-        self.device_ = device
-        evaluate = None
-        if held_out is not None:
-            metric, k = self.early_stopping_metric, self.early_stopping_k
-
-            def evaluate(user_factors: np.ndarray, item_factors: np.ndarray) -> float:
-                self.user_factors_, self.item_factors_ = user_factors, item_factors
-                return self._evaluate_matrix(held_out, (metric,), (k,))[f"{metric}@{k}"]
-
-        with _Progress(self.epochs, enabled=bool(self.verbose)) as progress:
-            try:
-                result = trainer.run(evaluate, progress=progress.update)
-            except NonFiniteLossError as exc:
-                self.history_ = exc.history
-                if exc.snapshot is not None:
-                    self._finish(trainer, exc.snapshot)
-                raise
-        self.history_ = result.history
-        self.stopped_early_ = result.stopped_early
-        self._finish(trainer, result.best)
-        return self
+        if changed:
+            raise ValueError(
+                f"The checkpoint {path} was written with different hyper-parameters {changed}; "
+                "resume with the same settings (only "
+                f"{sorted(_RESUMABLE_CHANGES)} may change)."
+            )
+        return trainer.load_training_state(tree["state"])
 
     def _finish(self, trainer: Trainer, best: Snapshot) -> None:
         """Keep the chosen epoch's weights, graphs and output embeddings (on the CPU)."""
@@ -477,13 +573,63 @@ class DiffMMRecommender(BaseRecommender):
         self.generated_graphs_ = (
             None if best.graphs is None else [_to_scipy(g) for g in best.graphs]
         )
-        self.fusion_weights_ = dict(
-            zip(
-                self.modalities_,
-                torch.softmax(self.network_.fusion_weights.detach(), 0).tolist(),
-                strict=False,
-            )
-        )
+        self._set_fusion_weights()
+
+    def _set_fusion_weights(self) -> None:
+        weights = torch.softmax(self.network_.fusion_weights.detach(), 0).tolist()
+        self.fusion_weights_ = dict(zip(self.modalities_, weights, strict=True))
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def _fitted_state(self) -> dict[str, Any]:
+        graphs = None
+        if self.generated_graphs_ is not None:
+            graphs = [
+                {"indptr": g.indptr, "indices": g.indices, "data": g.data, "shape": g.shape}
+                for g in self.generated_graphs_
+            ]
+        return {
+            **super()._fitted_state(),
+            "modalities_": self.modalities_,
+            "feature_dims": tuple(
+                int(self.network_.modality_features(m).shape[1])
+                for m in range(len(self.modalities_))
+            ),
+            "user_factors_": self.user_factors_,
+            "item_factors_": self.item_factors_,
+            "history_": self.history_,
+            "best_epoch_": self.best_epoch_,
+            "stopped_early_": self.stopped_early_,
+            "interrupted_": getattr(self, "interrupted_", False),
+            "device_": str(self.device_),
+            "network": self.network_.state_dict(),
+            "denoisers": [d.state_dict() for d in self.denoisers_],
+            "generated_graphs_": graphs,
+        }
+
+    def _set_fitted_state(self, state: dict[str, Any]) -> None:
+        super()._set_fitted_state(state)
+        self.modalities_ = tuple(state["modalities_"])
+        dims = tuple(int(d) for d in state["feature_dims"])
+        features = [torch.zeros(self.n_items_, d) for d in dims]
+        self.network_, self.denoisers_ = self._build_modules(features, None)
+        self.network_.load_state_dict(state["network"])
+        for denoiser, weights in zip(self.denoisers_, state["denoisers"], strict=True):
+            denoiser.load_state_dict(weights)
+        self.user_factors_ = np.asarray(state["user_factors_"], dtype=np.float32)
+        self.item_factors_ = np.asarray(state["item_factors_"], dtype=np.float32)
+        self.history_ = list(state["history_"])
+        self.best_epoch_ = int(state["best_epoch_"])
+        self.stopped_early_ = bool(state["stopped_early_"])
+        self.interrupted_ = bool(state["interrupted_"])
+        self.device_ = torch.device(state["device_"])
+        self.generated_graphs_ = None
+        if state["generated_graphs_"] is not None:
+            self.generated_graphs_ = [
+                sp.csr_matrix((g["data"], g["indices"], g["indptr"]), shape=tuple(g["shape"]))
+                for g in state["generated_graphs_"]
+            ]
+        self._set_fusion_weights()
 
     # -- scoring ---------------------------------------------------------------------------
 
@@ -513,6 +659,36 @@ def _to_scipy(graph: torch.Tensor) -> sp.csr_matrix:
     )
 
 
+def _params_for_file(params: dict[str, Any]) -> dict[str, Any]:
+    """Hyper-parameters as JSON values (a Generator ``random_state`` cannot be stored)."""
+    out = {}
+    for key, value in params.items():
+        if isinstance(value, np.random.Generator):
+            value = None
+        elif isinstance(value, (torch.device, Path)):
+            value = str(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[key] = value
+    return out
+
+
+def _fingerprint(
+    matrix: sp.csr_matrix, features: dict[str, np.ndarray], held_out: sp.csr_matrix | None
+) -> str:
+    """A digest of the training data, so that a checkpoint only resumes on the same data."""
+    digest = hashlib.sha256()
+    for mat in (matrix, held_out):
+        if mat is not None:
+            digest.update(np.asarray(mat.shape, dtype=np.int64).tobytes())
+            digest.update(mat.indptr.astype(np.int64).tobytes())
+            digest.update(mat.indices.astype(np.int64).tobytes())
+    for name, values in features.items():
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(values).tobytes())
+    return digest.hexdigest()
+
+
 class _Progress:
     """A tqdm bar over epochs with the latest losses, or nothing."""
 
@@ -527,6 +703,10 @@ class _Progress:
 
             self.bar = tqdm(total=self.total, desc="DiffMM", unit="epoch")
         return self
+
+    def skip(self, epochs: int) -> None:
+        if self.bar is not None:
+            self.bar.update(epochs)
 
     def update(self, epoch: int, record: dict[str, float]) -> None:
         if self.bar is not None:
