@@ -67,6 +67,13 @@ class PopularityRecommender(BaseRecommender):
         self.popularity_ = np.asarray(self.interactions_.sum(axis=0), dtype=np.float64).ravel()
         return self
 
+    def _fitted_state(self) -> dict[str, Any]:
+        return {**super()._fitted_state(), "popularity_": self.popularity_}
+
+    def _set_fitted_state(self, state: dict[str, Any]) -> None:
+        super()._set_fitted_state(state)
+        self.popularity_ = np.asarray(state["popularity_"], dtype=np.float64)
+
     def _score_block(self, user_indices: np.ndarray) -> np.ndarray:
         check_is_fitted(self)
         return np.broadcast_to(self.popularity_, (len(user_indices), self.n_items_)).copy()
