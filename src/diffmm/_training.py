@@ -380,6 +380,7 @@ class Trainer:
         record.update(self.recommender_epoch(graphs))
         record["seconds_recommender"] = time.perf_counter() - start
         self._check_finite(record, epoch, result)
+        record["fusion_weights"] = torch.softmax(self.network.fusion_weights.detach(), 0).tolist()
         snapshot = self.snapshot(epoch, graphs)
         evaluated = evaluate is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs)
         if evaluated:
@@ -460,9 +461,7 @@ class Trainer:
 
 
 def _format_record(record: dict[str, float]) -> str:
-    return ", ".join(
-        f"{k}={v:.4g}" for k, v in record.items() if k != "epoch" and not k.startswith("seconds")
-    )
+    return ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k.startswith(("loss", "valid")))
 
 
 def _graph_parts(graph: torch.Tensor) -> dict[str, torch.Tensor]:

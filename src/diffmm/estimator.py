@@ -181,7 +181,8 @@ class DiffMMRecommender(BaseRecommender):
     item_factors_ : ndarray of shape (n_items, embedding_dim)
         The encoder's output; scores are their dot products.
     history_ : list of dict
-        Per epoch: losses per component, seconds per phase and, with validation data,
+        Per epoch: losses per component (``loss_*``), seconds per phase (``seconds_*``), the
+        softmaxed ``fusion_weights`` (in ``modalities_`` order) and, with validation data,
         ``validation_score``.
     best_epoch_ : int
         The epoch whose weights were kept.
