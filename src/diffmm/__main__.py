@@ -1,5 +1,8 @@
+"""``python -m diffmm``: the same command line as the ``diffmm`` entry point."""
+
 import sys
 
 from .cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

@@ -276,12 +276,40 @@ class BaseRecommender(BaseEstimator):
         if user_arr.size == 0:
             raise ValueError("users is empty; pass at least one user id.")
         user_idx = self._users.index(user_arr, name="users")
+        exclude = self.interactions_[user_idx] if exclude_seen else None
+        return self._rank(
+            lambda rows: self._score_block(user_idx[rows]),
+            len(user_idx),
+            n,
+            exclude=exclude,
+            items=items,
+            exclude_items=exclude_items,
+            batch_size=batch_size,
+        )
+
+    def _rank(
+        self,
+        score_rows: Any,
+        n_rows: int,
+        n: int,
+        *,
+        exclude: sp.csr_matrix | None,
+        items: Any,
+        exclude_items: Any,
+        batch_size: int,
+        allowed: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``n`` raw item ids and scores for ``n_rows`` rows of ``score_rows(rows)``.
+
+        ``exclude`` (rows × items) masks items per row; ``items`` / ``exclude_items`` (raw ids)
+        and ``allowed`` (item indices) restrict the candidates for every row.
+        """
         n = check_k(n, name="n")
         batch_size = check_k(batch_size, name="batch_size")
-
-        candidates = np.arange(self.n_items_)
+        candidates = np.arange(self.n_items_) if allowed is None else np.asarray(allowed)
         if items is not None:
-            candidates = np.unique(self._items.index(np.atleast_1d(items), name="items"))
+            wanted = self._items.index(np.atleast_1d(items), name="items")
+            candidates = np.intersect1d(candidates, wanted)
         if exclude_items is not None:
             dropped = self._items.index(np.atleast_1d(exclude_items), name="exclude_items")
             candidates = np.setdiff1d(candidates, dropped, assume_unique=False)
@@ -292,25 +320,20 @@ class BaseRecommender(BaseEstimator):
                 f"n={n} is larger than the {candidates.size} candidate items; returning "
                 f"{candidates.size} per user.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
             n = int(candidates.size)
 
         restricted = candidates.size < self.n_items_
-        exclude = self.interactions_[user_idx] if exclude_seen else None
         if restricted and exclude is not None:
             exclude = exclude[:, candidates]
 
         def block(rows: np.ndarray) -> np.ndarray:
-            scores = self._score_block(user_idx[rows])
+            scores = score_rows(rows)
             return scores[:, candidates] if restricted else scores
 
         top, top_scores = _metrics.rank_items(
-            block,
-            n,
-            exclude=exclude,
-            users=np.arange(len(user_idx)),
-            chunk_size=batch_size,
+            block, n, exclude=exclude, users=np.arange(n_rows), chunk_size=batch_size
         )
         padding = top < 0
         top = candidates[np.where(padding, 0, top)]

@@ -18,8 +18,9 @@ import torch
 
 from . import losses
 from ._graph import drop_edges, sparse_csr, top_k_graph
+from ._inference import denoise_rows
 from ._model import Denoiser, DiffMMNetwork
-from .diffusion import DiffusionSchedule, loss_weight, q_sample, reverse_step
+from .diffusion import DiffusionSchedule, loss_weight, q_sample
 
 __all__ = ["NonFiniteLossError", "Trainer", "TrainingConfig", "sample_negatives"]
 
@@ -228,21 +229,19 @@ class Trainer:
     def generate_graphs(self) -> list[torch.Tensor]:
         """A new user–item graph per modality from each user's denoised row."""
         cfg = self.config
-        steps = self.schedule.steps
         graphs = []
         users_all = np.arange(self.n_users)
         for denoiser in self.denoisers:
-            denoiser.eval()
             tops = []
             for batch in _batches(users_all, cfg.batch_size):
-                x = self._dense_rows(batch)
-                if cfg.sampling_steps > 0:
-                    t0 = torch.full((len(batch),), cfg.sampling_steps - 1, device=self.device)
-                    x = q_sample(self.schedule, x, t0, self._randn(tuple(x.shape)))
-                for step in reversed(range(steps)):
-                    t = torch.full((len(batch),), step, dtype=torch.int64, device=self.device)
-                    noise = self._randn(tuple(x.shape)) if cfg.sampling_noise else None
-                    x = reverse_step(self.schedule, denoiser(x, t), x, t, noise)
+                x = denoise_rows(
+                    denoiser,
+                    self.schedule,
+                    self._dense_rows(batch),
+                    sampling_steps=cfg.sampling_steps,
+                    sampling_noise=cfg.sampling_noise,
+                    randn=self._randn,
+                )
                 tops.append(torch.topk(x, cfg.graph_top_k, dim=-1).indices)
             users = torch.as_tensor(users_all, device=self.device)
             graph = top_k_graph(users, torch.cat(tops), self.n_users, self.n_items)

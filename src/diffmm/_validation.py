@@ -70,6 +70,19 @@ def _check_finite(values: np.ndarray, what: str) -> None:
         )
 
 
+def _check_id_range(low: int, high: int, what: str) -> None:
+    if low < 0:
+        raise ValueError(
+            f"{what} contain negative values (e.g. {low}); integer ids must be >= 0. Map them "
+            "to non-negative integers or use strings."
+        )
+    if high >= 2**63:
+        raise ValueError(
+            f"{what} contain numbers too large for 64-bit integer ids (e.g. {high}); map them "
+            "to smaller integers or use strings."
+        )
+
+
 def _as_id_array(values: Any, what: str) -> np.ndarray:
     """Coerce a column of raw ids into a 1-D array whose values are hashable ids."""
     arr = np.asarray(values)
@@ -86,14 +99,9 @@ def _as_id_array(values: Any, what: str) -> np.ndarray:
                 f"{what} contain non-integer numbers (e.g. {arr[arr != np.round(arr)][0]!r}); "
                 "ids must be integers or strings."
             )
-        arr = arr.astype(np.int64)
-        kind = "i"
-    if kind in "iu":
-        if arr.size and arr.min() < 0:
-            raise ValueError(
-                f"{what} contain negative values (e.g. {int(arr.min())}); integer ids must be "
-                ">= 0. Map them to non-negative integers or use strings."
-            )
+    if kind in "iuf":
+        if arr.size:
+            _check_id_range(int(arr.min()), int(arr.max()), what)
         return arr.astype(np.int64, copy=False)
     if kind in "US":
         return arr
@@ -103,14 +111,28 @@ def _as_id_array(values: Any, what: str) -> np.ndarray:
                 raise ValueError(f"{what} contain missing values (None/NaN); drop those rows.")
             if isinstance(value, (bool, np.bool_)):
                 raise TypeError(f"{what} contain booleans; ids must be integers or strings.")
+            if isinstance(value, (float, np.floating)):
+                if not np.isfinite(value):
+                    raise ValueError(f"{what} contain NaN or infinite values; drop those rows.")
+                if value != round(value):
+                    raise ValueError(
+                        f"{what} contain non-integer numbers (e.g. {value!r}); ids must be "
+                        "integers or strings."
+                    )
+            if isinstance(value, (complex, np.complexfloating)):
+                raise TypeError(f"{what} contain complex numbers; ids must be integers or strings.")
             if not isinstance(value, Hashable) or isinstance(value, (tuple, frozenset)):
                 raise TypeError(
                     f"{what} contain a value of type {type(value).__name__} that cannot be an id; "
                     "ids must be integers or strings."
                 )
-        # Normalise object columns that hold only integers or only strings.
-        if all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in arr):
-            return _as_id_array(arr.astype(np.int64), what)
+        # Normalise object columns that hold only integers (integral floats count) or only
+        # strings. Python ints of any size go through the range checks of the integer path.
+        if all(isinstance(v, (numbers.Integral, float, np.floating)) for v in arr):
+            ints = [int(v) for v in arr]
+            if ints:
+                _check_id_range(min(ints), max(ints), what)
+            return np.array(ints, dtype=np.int64)
         if all(isinstance(v, str) for v in arr):
             return arr.astype(str)
         return arr
@@ -118,6 +140,8 @@ def _as_id_array(values: Any, what: str) -> np.ndarray:
 
 
 def _check_weights(values: Any, what: str) -> np.ndarray:
+    if np.asarray(values).dtype.kind == "c":
+        raise TypeError(f"{what} are complex numbers; weights must be real.")
     try:
         weights = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -219,6 +243,12 @@ def check_interactions(
             # NumPy would turn the integer ids of rows like ("u1", 10) into the strings "10";
             # keep each value's own type and let _as_id_array normalise every column.
             arr = np.asarray(X, dtype=object)
+        elif arr.dtype.kind in "iuf" and arr.ndim == 2 and not isinstance(X, np.ndarray):
+            # NumPy would turn True/False next to numbers into 1/0; booleans are not ids, so
+            # let _as_id_array see each value's own type.
+            values = np.asarray(X, dtype=object)
+            if any(isinstance(v, (bool, np.bool_)) for v in values[:, :2].ravel()):
+                arr = values
         if (
             arr.dtype.kind == "O"
             and arr.ndim == 1
@@ -272,12 +302,13 @@ class IdMap:
     def __init__(self, ids: np.ndarray, *, what: str = "id") -> None:
         self.ids = np.asarray(ids)
         self.what = what
-        self._sorted = self.ids.dtype.kind in "iuUS"
+        # Sorted ids are looked up by binary search; any other order (e.g. after new ids were
+        # appended) through a dict.
+        self._sorted = self.ids.dtype.kind in "iuUS" and bool(
+            len(self.ids) < 2 or np.all(self.ids[1:] > self.ids[:-1])
+        )
         self._lookup: dict[Any, int] | None = None
-        if self._sorted:
-            if len(self.ids) > 1 and not np.all(self.ids[1:] > self.ids[:-1]):
-                raise ValueError(f"{what} ids must be unique.")
-        else:
+        if not self._sorted:
             self._lookup = {v: i for i, v in enumerate(self.ids.tolist())}
             if len(self._lookup) != len(self.ids):
                 raise ValueError(f"{what} ids must be unique.")
@@ -329,15 +360,30 @@ class IdMap:
 
     def index(self, values: Any, *, name: str | None = None) -> np.ndarray:
         """Map raw ids to indices, raising :class:`UnknownIdError` for unknown ones."""
-        arr = np.asarray(values)
-        if arr.dtype.kind == "f" and arr.size and np.all(arr == np.round(arr)):
+        label = name or f"{self.what} ids"
+        try:
+            arr = np.asarray(values)
+        except ValueError:  # ragged nested sequences
+            raise ValueError(f"{label} must be a 1-D array of {self.what} ids.") from None
+        if arr.ndim > 1:
+            raise ValueError(
+                f"{label} must be a 1-D array of {self.what} ids, got shape {arr.shape}."
+            )
+        if arr.dtype.kind == "b":
+            raise TypeError(f"{label} are booleans; ids must be integers or strings.")
+        if (
+            arr.dtype.kind == "f"
+            and arr.size
+            and np.all(np.isfinite(arr))
+            and np.all(arr == np.round(arr))
+            and np.all(np.abs(arr) < 2**63)
+        ):
             arr = arr.astype(np.int64)
         pos, found = self._positions(arr)
         if not np.all(found):
             unknown = np.atleast_1d(arr)[~found]
             shown = ", ".join(repr(v) for v in unknown[:5].tolist())
             more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
-            label = name or f"{self.what} ids"
             raise UnknownIdError(
                 f"{label}: {len(unknown)} unknown {self.what}(s) ({shown}{more}); the model only "
                 f"knows the {len(self)} {self.what}s it was fitted on."
@@ -438,8 +484,11 @@ def check_modality_features(
     frames = dict(modality_features)
     first_key = next(iter(frames))
     universe = None
-    for key, frame in frames.items():
-        index = np.asarray(frame.index)
+    indexes = {
+        key: _as_id_array(np.asarray(frame.index), f"{name}[{key!r}].index (item ids)")
+        for key, frame in frames.items()
+    }
+    for key, index in indexes.items():
         if len(set(index.tolist())) != len(index):
             raise ValueError(f"{name}[{key!r}] has duplicate item ids in its index.")
         if universe is None:
@@ -456,7 +505,7 @@ def check_modality_features(
     for key, frame in frames.items():
         values = _as_feature_array(frame.to_numpy(), f"{name}[{key!r}]")
         order = np.empty(len(values), dtype=np.int64)
-        order[universe.index(np.asarray(frame.index))] = np.arange(len(values))
+        order[universe.index(indexes[key])] = np.arange(len(values))
         features[key] = values[order]
     return features, universe
 

@@ -20,10 +20,11 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseRecommender
 from ._graph import adjacency_from_matrix
+from ._inference import denoise_rows, isolated_item_factors, propagation_user_factors
 from ._model import Denoiser, DiffMMNetwork, NetworkConfig
 from ._persistence import read_archive, write_archive
 from ._training import NonFiniteLossError, Snapshot, Trainer, TrainingConfig, TrainingResult
-from ._validation import Interval, Options, Predicate
+from ._validation import IdMap, Interval, Options, Predicate, check_modality_features
 from .diffusion import DiffusionSchedule
 
 __all__ = ["PRESETS", "DiffMMRecommender"]
@@ -479,10 +480,10 @@ class DiffMMRecommender(BaseRecommender):
             )
         return self
 
-    def _network_config(self, feature_dims: tuple[int, ...]) -> NetworkConfig:
+    def _network_config(self, n_items: int, feature_dims: tuple[int, ...]) -> NetworkConfig:
         return NetworkConfig(
             n_users=self.n_users_,
-            n_items=self.n_items_,
+            n_items=n_items,
             feature_dims=feature_dims,
             embedding_dim=self.embedding_dim,
             projection=self.projection,
@@ -494,11 +495,12 @@ class DiffMMRecommender(BaseRecommender):
     def _build_modules(
         self, features: list[torch.Tensor], generator: torch.Generator | None
     ) -> tuple[DiffMMNetwork, list[Denoiser]]:
-        config = self._network_config(tuple(int(f.shape[1]) for f in features))
+        n_items = int(features[0].shape[0])
+        config = self._network_config(n_items, tuple(int(f.shape[1]) for f in features))
         network = DiffMMNetwork(config, features, generator=generator)
         denoisers = [
             Denoiser(
-                self.n_items_,
+                n_items,
                 tuple(self.denoiser_hidden_dims),
                 time_dim=self.time_embedding_dim,
                 dropout=self.denoiser_dropout,
@@ -592,8 +594,8 @@ class DiffMMRecommender(BaseRecommender):
         return {
             **super()._fitted_state(),
             "modalities_": self.modalities_,
-            "feature_dims": tuple(
-                int(self.network_.modality_features(m).shape[1])
+            "feature_shapes": tuple(
+                tuple(self.network_.modality_features(m).shape)
                 for m in range(len(self.modalities_))
             ),
             "user_factors_": self.user_factors_,
@@ -611,8 +613,7 @@ class DiffMMRecommender(BaseRecommender):
     def _set_fitted_state(self, state: dict[str, Any]) -> None:
         super()._set_fitted_state(state)
         self.modalities_ = tuple(state["modalities_"])
-        dims = tuple(int(d) for d in state["feature_dims"])
-        features = [torch.zeros(self.n_items_, d) for d in dims]
+        features = [torch.zeros(*map(int, shape)) for shape in state["feature_shapes"]]
         self.network_, self.denoisers_ = self._build_modules(features, None)
         self.network_.load_state_dict(state["network"])
         for denoiser, weights in zip(self.denoisers_, state["denoisers"], strict=True):
@@ -631,6 +632,250 @@ class DiffMMRecommender(BaseRecommender):
                 for g in state["generated_graphs_"]
             ]
         self._set_fusion_weights()
+
+    # -- new users and new items --------------------------------------------------------------
+
+    def _schedule(self) -> DiffusionSchedule:
+        return DiffusionSchedule(
+            steps=self.diffusion_steps,
+            noise_scale=self.noise_scale,
+            noise_min=self.noise_min,
+            noise_max=self.noise_max,
+        )
+
+    @property
+    def _n_trained_items(self) -> int:
+        return self.network_.config.n_items
+
+    def _history_matrix(self, histories: Any) -> sp.csr_matrix:
+        """Interaction histories of new users as a binary (n_users, n_items) matrix."""
+        if sp.issparse(histories):
+            matrix = sp.csr_matrix(histories, dtype=np.float32, copy=True)
+            if matrix.shape[1] != self.n_items_:
+                raise ValueError(
+                    f"histories is a matrix with {matrix.shape[1]} columns, but the model has "
+                    f"{self.n_items_} items; column j must be item index j."
+                )
+        else:
+            if isinstance(histories, (str, bytes)) or not hasattr(histories, "__len__"):
+                raise TypeError(
+                    "histories must be a list with one array of raw item ids per new user, or a "
+                    "users x items sparse matrix."
+                )
+            rows, cols = [], []
+            for row, items in enumerate(histories):
+                if isinstance(items, (str, bytes)) or np.ndim(items) == 0:
+                    items = [items]
+                index = self._items.index(np.asarray(list(items)), name=f"histories[{row}]")
+                rows.append(np.full(len(index), row))
+                cols.append(index)
+            if not rows:
+                raise ValueError("histories is empty; give at least one new user's history.")
+            rows, cols = np.concatenate(rows), np.concatenate(cols)
+            matrix = sp.csr_matrix(
+                (np.ones(len(rows), dtype=np.float32), (rows, cols)),
+                shape=(len(histories), self.n_items_),
+            )
+        matrix.sum_duplicates()
+        matrix.data[:] = 1.0
+        empty = np.flatnonzero(np.diff(matrix.indptr) == 0)
+        if empty.size:
+            raise ValueError(
+                f"histories {empty[:5].tolist()} are empty; a user without interactions has "
+                "nothing to fold in (recommend popular items to them instead)."
+            )
+        return matrix
+
+    def recommend_new_users(
+        self,
+        histories: Any,
+        n: int = 10,
+        *,
+        method: Literal["propagation", "denoiser"] = "propagation",
+        exclude_seen: bool = True,
+        items: Any = None,
+        exclude_items: Any = None,
+        batch_size: int = 1024,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``n`` items for users the model was not trained on, from their histories.
+
+        The fitted model is not changed (no training, no new state).
+
+        Parameters
+        ----------
+        histories : list of array-like of raw item ids, or sparse matrix (n_new_users, n_items)
+            One interaction history per new user.
+        n : int, default=10
+        method : {"propagation", "denoiser"}, default="propagation"
+            ``"propagation"``: the user's embedding is one hop of the graph encoder's
+            normalised propagation over the fitted item embeddings,
+            ``Σ_{i∈H} e_i / sqrt((|H|+1)(d_i+1))``, and items are scored by dot product.
+            ``"denoiser"``: each modality's denoiser runs the reverse diffusion from the history
+            row (as in graph generation) and the outputs are combined with the fusion weights;
+            it scores only the items the model was trained on (items added later with
+            :meth:`add_items` are not candidates).
+        exclude_seen : bool, default=True
+            Leave out the items in each history.
+        items, exclude_items, batch_size
+            As in :meth:`recommend`.
+
+        Returns
+        -------
+        item_ids : ndarray of shape (n_new_users, n)
+        scores : ndarray of shape (n_new_users, n)
+
+        Examples
+        --------
+        >>> from diffmm.datasets import make_synthetic
+        >>> data = make_synthetic(n_users=60, n_items=40, random_state=0)
+        >>> model = DiffMMRecommender(epochs=1, denoiser_hidden_dims=(16,), random_state=0)
+        >>> model = model.fit(data.train, data.features)
+        >>> ids, _ = model.recommend_new_users([[0, 3, 5], [7]], n=4, method="denoiser")
+        >>> ids.shape
+        (2, 4)
+        """
+        check_is_fitted(self)
+        if method not in ("propagation", "denoiser"):
+            raise ValueError(f"method must be 'propagation' or 'denoiser', got {method!r}.")
+        history = self._history_matrix(histories)
+        exclude = history if exclude_seen else None
+        allowed = None
+        if method == "propagation":
+            degrees = np.asarray(self.interactions_.sum(axis=0)).ravel()
+            users = propagation_user_factors(history, self.item_factors_, degrees)
+
+            def score_rows(rows: np.ndarray) -> np.ndarray:
+                return users[rows] @ self.item_factors_.T
+
+        else:
+            n_trained = self._n_trained_items
+            allowed = np.arange(n_trained)
+            schedule = self._schedule()
+            generator = torch.Generator().manual_seed(0)
+            weights = torch.softmax(self.network_.fusion_weights.detach(), 0)
+
+            def randn(shape: tuple[int, ...]) -> torch.Tensor:
+                return torch.randn(shape, generator=generator)
+
+            def score_rows(rows: np.ndarray) -> np.ndarray:
+                x0 = torch.from_numpy(history[rows][:, :n_trained].toarray())
+                total = sum(
+                    weights[m]
+                    * denoise_rows(
+                        denoiser,
+                        schedule,
+                        x0,
+                        sampling_steps=self.sampling_steps,
+                        sampling_noise=self.sampling_noise,
+                        randn=randn,
+                    )
+                    for m, denoiser in enumerate(self.denoisers_)
+                )
+                scores = np.full((len(rows), self.n_items_), -np.inf, dtype=np.float32)
+                scores[:, :n_trained] = total.numpy()
+                return scores
+
+        return self._rank(
+            score_rows,
+            history.shape[0],
+            n,
+            exclude=exclude,
+            items=items,
+            exclude_items=exclude_items,
+            batch_size=batch_size,
+            allowed=allowed,
+        )
+
+    def add_items(self, modality_features: Any, *, item_ids: Any = None) -> DiffMMRecommender:
+        """Add new items to the catalogue from their features, without retraining.
+
+        A new item gets what the encoder computes for an item with features and no
+        interaction (see the docs' cold-start section): its projected, normalised modality
+        features fused with the fitted fusion weights. It can then be recommended, scored and
+        evaluated like any item; its scores are on the same scale as warm items', whose
+        embeddings also carry the collaborative signal.
+
+        Parameters
+        ----------
+        modality_features : mapping of str to DataFrame or array of shape (n_new_items, d)
+            The same modalities (names and dimensions) as in :meth:`fit`. DataFrames are
+            indexed by the new raw item ids.
+        item_ids : array-like of shape (n_new_items,), optional
+            Raw ids for array features; by default the next integer indices (valid when the
+            model's item ids are ``0..n_items-1``).
+
+        Returns
+        -------
+        self
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from diffmm.datasets import make_synthetic
+        >>> data = make_synthetic(n_users=60, n_items=40, random_state=0)
+        >>> model = DiffMMRecommender(epochs=1, denoiser_hidden_dims=(16,), random_state=0)
+        >>> model = model.fit(data.train, data.features)
+        >>> new = {name: values[:2] + 0.1 for name, values in data.features.items()}
+        >>> model.add_items(new).item_ids_[-2:]
+        array([40, 41])
+        """
+        check_is_fitted(self)
+        features, frame_items = check_modality_features(modality_features)
+        if tuple(features) != self.modalities_ and set(features) != set(self.modalities_):
+            raise ValueError(
+                f"modality_features has modalities {sorted(features)}, but the model was "
+                f"fitted on {sorted(self.modalities_)}; give exactly those."
+            )
+        for m, name in enumerate(self.modalities_):
+            expected = int(self.network_.modality_features(m).shape[1])
+            if features[name].shape[1] != expected:
+                raise ValueError(
+                    f"modality_features[{name!r}] has {features[name].shape[1]} columns; the "
+                    f"model was fitted with {expected}."
+                )
+        n_new = next(iter(features.values())).shape[0]
+        if frame_items is not None:
+            if item_ids is not None:
+                raise ValueError("Give item_ids only with array features, not with DataFrames.")
+            new_ids = frame_items.ids
+        elif item_ids is not None:
+            new_ids = np.asarray(item_ids)
+            if new_ids.shape != (n_new,):
+                raise ValueError(f"item_ids must have shape ({n_new},), got {new_ids.shape}.")
+        else:
+            if self.item_ids_.dtype.kind not in "iu" or not np.array_equal(
+                self.item_ids_, np.arange(self.n_items_)
+            ):
+                raise ValueError(
+                    "The model's item ids are not the indices 0..n_items-1; pass item_ids= (or "
+                    "DataFrames indexed by the new ids)."
+                )
+            new_ids = np.arange(self.n_items_, self.n_items_ + n_new)
+        if len(set(new_ids.tolist())) != len(new_ids):
+            raise ValueError("The new item ids must be unique.")
+        clash = self._items.contains(new_ids)
+        if np.any(clash):
+            raise ValueError(
+                f"Items {new_ids[clash][:5].tolist()} are already in the catalogue; add_items "
+                "only adds new items."
+            )
+        tensors = [torch.from_numpy(features[name]) for name in self.modalities_]
+        factors = isolated_item_factors(self.network_, tensors).numpy()
+        combined = np.concatenate([self.item_ids_.astype(object), new_ids.astype(object)])
+        if combined.size and all(isinstance(v, (int, np.integer)) for v in combined):
+            combined = combined.astype(np.int64)
+        elif all(isinstance(v, str) for v in combined):
+            combined = combined.astype(str)
+        self._items = IdMap(combined, what="item")
+        self.item_ids_ = self._items.ids
+        self.item_factors_ = np.vstack([self.item_factors_, factors.astype(np.float32)])
+        self.n_items_ += n_new
+        pad = sp.csr_matrix((self.n_users_, n_new), dtype=np.float32)
+        self.interactions_ = sp.hstack([self.interactions_, pad], format="csr")
+        self.interaction_weights_ = sp.hstack(
+            [self.interaction_weights_, pad.astype(np.float64)], format="csr"
+        )
+        return self
 
     # -- scoring ---------------------------------------------------------------------------
 

@@ -1,0 +1,99 @@
+"""The documentation site builds with ``mkdocs build --strict``, without a warning."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Pages that must come out of the build (relative to the site folder).
+PAGES = [
+    "index.html",
+    "data/index.html",
+    "model/index.html",
+    "model-selection/index.html",
+    "performance/index.html",
+    "persistence/index.html",
+    "bad-input/index.html",
+    "distributed/index.html",
+    "changelog/index.html",
+    "api/diffmm/index.html",
+    "api/estimator/index.html",
+    "api/baselines/index.html",
+    "api/datasets/index.html",
+    "api/model_selection/index.html",
+    "api/metrics/index.html",
+    "api/diffusion/index.html",
+    "api/losses/index.html",
+    "api/plotting/index.html",
+    "api/distributed/index.html",
+]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> tuple[Path, str]:
+    missing = [m for m in ("mkdocs", "material", "mkdocstrings_handlers.python") if not _has(m)]
+    if missing:
+        pytest.skip(
+            f"the docs toolchain is not installed ({', '.join(missing)}; see the 'docs' extra)"
+        )
+    out = tmp_path_factory.mktemp("site")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}  # a banner of mkdocs-material, not ours
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, f"mkdocs build --strict failed:\n{log}"
+    return out, log
+
+
+def _has(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def test_build_has_no_warnings(site):
+    _, log = site
+    warnings = [line for line in log.splitlines() if re.match(r"\s*(WARNING|ERROR)\b", line)]
+    assert not warnings, "\n".join(warnings)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_exists(site, page):
+    out, _ = site
+    assert (out / page).is_file(), f"{page} is missing from the built site"
+
+
+def test_api_pages_render_the_docstrings(site):
+    out, _ = site
+    estimator = (out / "api/estimator/index.html").read_text(encoding="utf-8")
+    for text in ("DiffMMRecommender", "recommend", "fit", "from_preset", "embedding_dim"):
+        assert text in estimator, f"the estimator's API page does not mention {text!r}"
+    baselines = (out / "api/baselines/index.html").read_text(encoding="utf-8")
+    assert "PopularityRecommender" in baselines and "recommend" in baselines
+    plotting = (out / "api/plotting/index.html").read_text(encoding="utf-8")
+    assert "plot_history" in plotting and "plot_generated_graphs" in plotting
+
+
+def test_math_and_changelog_are_rendered(site):
+    out, _ = site
+    model = (out / "model/index.html").read_text(encoding="utf-8")
+    assert 'class="arithmatex"' in model  # LaTeX left for MathJax, not mangled by Markdown
+    assert "mathjax" in model.lower()
+    changelog = (out / "changelog/index.html").read_text(encoding="utf-8")
+    assert "Keep a Changelog" in changelog and "--8&lt;--" not in changelog
