@@ -265,7 +265,7 @@ class DiffusionSchedule:
 
         Returns
         -------
-        ndarray or Tensor, same shape as ``t``
+        ndarray or Tensor, same shape as t
             float64 array for NumPy input, or a ``dtype`` tensor on ``t.device``
             for Tensor input (see :func:`snr`).
 
@@ -296,7 +296,7 @@ class DiffusionSchedule:
 
         Returns
         -------
-        ndarray or Tensor, same shape as ``t``
+        ndarray or Tensor, same shape as t
             float64 array for NumPy input, or a ``dtype`` tensor on ``t.device``
             for Tensor input (see :func:`loss_weight`).
 
@@ -416,12 +416,12 @@ def q_sample(
         Clean inputs, e.g. (batch, n_items) interaction rows; any float dtype.
     t : LongTensor of shape (batch,)
         Step per row, in ``[0, steps)``.
-    noise : Tensor, same shape and dtype as ``x0``
+    noise : Tensor, same shape and dtype as x0
         Caller-supplied noise ε.
 
     Returns
     -------
-    Tensor, same shape, dtype and device as ``x0``
+    Tensor, same shape, dtype and device as x0
 
     Examples
     --------
@@ -449,14 +449,14 @@ def posterior_mean_variance(
     schedule : DiffusionSchedule
     x0 : Tensor of shape (batch, ...)
         Clean (or predicted clean) inputs; any float dtype.
-    x_t : Tensor, same shape and dtype as ``x0``
+    x_t : Tensor, same shape and dtype as x0
         Noisy inputs at step ``t``.
     t : LongTensor of shape (batch,)
         Step per row, in ``[0, steps)``.
 
     Returns
     -------
-    mean : Tensor, same shape as ``x0``
+    mean : Tensor, same shape as x0
         ``c1_t·x0 + c2_t·x_t``.
     variance : Tensor of shape (batch, 1, ..., 1)
         Posterior variance per row (0 where ``t = 0``); broadcastable to ``x0``.
@@ -501,17 +501,17 @@ def reverse_step(
     schedule : DiffusionSchedule
     x0_pred : Tensor of shape (batch, ...)
         Network prediction x̂_0; any float dtype.
-    x_t : Tensor, same shape and dtype as ``x0_pred``
+    x_t : Tensor, same shape and dtype as x0_pred
         Current state at step ``t``.
     t : LongTensor of shape (batch,)
         Step per row, in ``[0, steps)``.
-    noise : Tensor, same shape and dtype as ``x_t``, optional
+    noise : Tensor, same shape and dtype as x_t, optional
         Standard normal noise; ``None`` (default) gives the deterministic
         posterior mean, as DiffMM uses for graph generation.
 
     Returns
     -------
-    Tensor, same shape, dtype and device as ``x_t``
+    Tensor, same shape, dtype and device as x_t
 
     Examples
     --------
@@ -552,7 +552,7 @@ def snr(
 
     Returns
     -------
-    Tensor, same shape as ``t``, on ``t.device``
+    Tensor, same shape as t, on t.device
 
     Examples
     --------
@@ -582,7 +582,7 @@ def loss_weight(
 
     Returns
     -------
-    Tensor, same shape as ``t``, on ``t.device``
+    Tensor, same shape as t, on t.device
 
     Examples
     --------

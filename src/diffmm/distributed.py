@@ -50,12 +50,7 @@ import torch
 if TYPE_CHECKING:  # pragma: no cover
     from distributed import Client
 
-__all__ = [  # noqa: F822 - TorchThreadsPlugin is built on first access (see _plugin_class)
-    "THREAD_ENV_VARS",
-    "TorchThreadsPlugin",
-    "limit_torch_threads",
-    "local_cluster_client",
-]
+__all__ = ["THREAD_ENV_VARS", "TorchThreadsPlugin", "limit_torch_threads", "local_cluster_client"]
 
 #: Environment variables that size the native thread pools of processes started by a worker.
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -122,133 +117,141 @@ def _cuda_device_for(worker_name: Any, cuda_devices: Sequence[int | str]) -> str
     return str(cuda_devices[int(worker_name) % len(cuda_devices)])
 
 
-def _make_plugin_class() -> type:
-    from distributed import WorkerPlugin
+class TorchThreadsPlugin:
+    """A Dask worker plugin that caps torch's threads (and optionally picks a GPU).
 
-    class TorchThreadsPlugin(WorkerPlugin):
-        """A Dask worker plugin that caps torch's threads (and optionally picks a GPU).
+    Registered with ``client.register_plugin(TorchThreadsPlugin(1))``, it runs on every
+    worker of the cluster, now and when workers join later. On each worker it
 
-        Registered with ``client.register_plugin(TorchThreadsPlugin(1))``, it runs on every
-        worker of the cluster, now and when workers join later. On each worker it
+    * calls ``torch.set_num_threads(n_threads)``, so that each fit uses ``n_threads``
+      cores: with ``threads_per_worker`` fits per worker, a worker then uses at most
+      ``threads_per_worker * n_threads`` cores;
+    * sets ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS`` and ``OPENBLAS_NUM_THREADS`` to
+      ``n_threads`` in the worker's environment, for any process the worker starts;
+    * with ``cuda_devices``, sets ``CUDA_VISIBLE_DEVICES`` to one of them, so that the
+      estimators' ``device="auto"`` (or ``"cuda"``) lands on that worker's own GPU.
 
-        * calls ``torch.set_num_threads(n_threads)``, so that each fit uses ``n_threads``
-          cores: with ``threads_per_worker`` fits per worker, a worker then uses at most
-          ``threads_per_worker * n_threads`` cores;
-        * sets ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS`` and ``OPENBLAS_NUM_THREADS`` to
-          ``n_threads`` in the worker's environment, for any process the worker starts;
-        * with ``cuda_devices``, sets ``CUDA_VISIBLE_DEVICES`` to one of them, so that the
-          estimators' ``device="auto"`` (or ``"cuda"``) lands on that worker's own GPU.
+    On teardown (the plugin is unregistered or the worker closes) the previous torch
+    thread count and environment come back.
 
-        On teardown (the plugin is unregistered or the worker closes) the previous torch
-        thread count and environment come back.
+    Register it before the cluster runs torch work, as :func:`local_cluster_client` does:
+    torch fixes a thread's count the first time that thread runs torch code, so a task
+    thread that has already fitted a model keeps its count when the plugin is registered
+    again with another ``n_threads`` (threads started later, and every thread after
+    ``client.restart()``, get the new one).
 
-        Register it before the cluster runs torch work, as :func:`local_cluster_client` does:
-        torch fixes a thread's count the first time that thread runs torch code, so a task
-        thread that has already fitted a model keeps its count when the plugin is registered
-        again with another ``n_threads`` (threads started later, and every thread after
-        ``client.restart()``, get the new one).
+    Parameters
+    ----------
+    n_threads : int, default=1
+        Torch intra-op threads per worker process.
+    cuda_devices : sequence of int or str, optional
+        GPUs to share out: the worker named ``i`` (``LocalCluster`` names its workers
+        ``0, 1, ...``) gets ``cuda_devices[i % len(cuda_devices)]``. CUDA reads
+        ``CUDA_VISIBLE_DEVICES`` once, when it is first used in a process, so register
+        the plugin before the worker runs any CUDA work (right after the cluster starts);
+        a worker that has already initialised CUDA warns and keeps its device. Untested
+        on real GPUs by this package's test suite (it has none); on a GPU cluster,
+        starting each worker with its own ``CUDA_VISIBLE_DEVICES`` (see the distributed
+        docs page) is the robust alternative.
 
-        Parameters
-        ----------
-        n_threads : int, default=1
-            Torch intra-op threads per worker process.
-        cuda_devices : sequence of int or str, optional
-            GPUs to share out: the worker named ``i`` (``LocalCluster`` names its workers
-            ``0, 1, ...``) gets ``cuda_devices[i % len(cuda_devices)]``. CUDA reads
-            ``CUDA_VISIBLE_DEVICES`` once, when it is first used in a process, so register
-            the plugin before the worker runs any CUDA work (right after the cluster starts);
-            a worker that has already initialised CUDA warns and keeps its device. Untested
-            on real GPUs by this package's test suite (it has none); on a GPU cluster,
-            starting each worker with its own ``CUDA_VISIBLE_DEVICES`` (see the distributed
-            docs page) is the robust alternative.
+    Examples
+    --------
+    >>> from diffmm.distributed import TorchThreadsPlugin
+    >>> plugin = TorchThreadsPlugin(n_threads=2)
+    >>> plugin.n_threads, plugin.name
+    (2, 'diffmm-torch-threads')
+    >>> client.register_plugin(plugin)  # doctest: +SKIP
+    >>> client.register_plugin(TorchThreadsPlugin(1, cuda_devices=[0, 1]))  # doctest: +SKIP
+    """
 
-        Examples
-        --------
-        >>> from diffmm.distributed import TorchThreadsPlugin
-        >>> plugin = TorchThreadsPlugin(n_threads=2)
-        >>> plugin.n_threads, plugin.name
-        (2, 'diffmm-torch-threads')
-        >>> client.register_plugin(plugin)  # doctest: +SKIP
-        >>> client.register_plugin(TorchThreadsPlugin(1, cuda_devices=[0, 1]))  # doctest: +SKIP
-        """
+    name = _PLUGIN_NAME
+    idempotent = False  # registering again replaces the plugin (e.g. another n_threads)
 
-        name = _PLUGIN_NAME
-        idempotent = False  # registering again replaces the plugin (e.g. another n_threads)
+    def __new__(cls, *args: Any, **kwargs: Any) -> TorchThreadsPlugin:
+        # Dask only registers subclasses of its WorkerPlugin; subclass it on first use, so
+        # that importing this module needs no dask.
+        if cls is TorchThreadsPlugin:
+            cls = _dask_plugin_class()
+        return super().__new__(cls)
 
-        def __init__(
-            self, n_threads: int = 1, *, cuda_devices: Sequence[int | str] | None = None
-        ) -> None:
-            self.n_threads = _check_threads(n_threads)
-            if cuda_devices is not None:
-                if isinstance(cuda_devices, (str, bytes)) or not isinstance(cuda_devices, Sequence):
-                    raise TypeError(
-                        "cuda_devices must be a sequence of GPU indices such as [0, 1], "
-                        f"got {cuda_devices!r}."
-                    )
-                cuda_devices = tuple(cuda_devices)
-                if not cuda_devices:
-                    raise ValueError("cuda_devices is empty; give at least one GPU index.")
-            self.cuda_devices = cuda_devices
-            self._saved: dict[str, Any] | None = None
+    def __init__(
+        self, n_threads: int = 1, *, cuda_devices: Sequence[int | str] | None = None
+    ) -> None:
+        self.n_threads = _check_threads(n_threads)
+        if cuda_devices is not None:
+            if isinstance(cuda_devices, (str, bytes)) or not isinstance(cuda_devices, Sequence):
+                raise TypeError(
+                    "cuda_devices must be a sequence of GPU indices such as [0, 1], "
+                    f"got {cuda_devices!r}."
+                )
+            cuda_devices = tuple(cuda_devices)
+            if not cuda_devices:
+                raise ValueError("cuda_devices is empty; give at least one GPU index.")
+        self.cuda_devices = cuda_devices
+        self._saved: dict[str, Any] | None = None
 
-        def __repr__(self) -> str:
-            return (
-                f"TorchThreadsPlugin(n_threads={self.n_threads}, "
-                f"cuda_devices={self.cuda_devices!r})"
-            )
+    def __repr__(self) -> str:
+        return f"TorchThreadsPlugin(n_threads={self.n_threads}, cuda_devices={self.cuda_devices!r})"
 
-        def setup(self, worker: Any = None) -> None:
-            names = list(THREAD_ENV_VARS)
-            if self.cuda_devices is not None:
-                names.append("CUDA_VISIBLE_DEVICES")
-            self._saved = {
-                "torch_threads": torch.get_num_threads(),
-                "env": {var: os.environ.get(var) for var in names},
-            }
-            for var in THREAD_ENV_VARS:
-                os.environ[var] = str(self.n_threads)
-            if self.cuda_devices is not None:
-                device = _cuda_device_for(getattr(worker, "name", None), self.cuda_devices)
-                if torch.cuda.is_initialized():
-                    warnings.warn(
-                        f"CUDA is already initialised in worker {getattr(worker, 'name', '?')}; "
-                        f"CUDA_VISIBLE_DEVICES={device} cannot take effect any more. Register "
-                        "the plugin before running CUDA work on the cluster.",
-                        RuntimeWarning,
-                        stacklevel=2,
-                    )
-                os.environ["CUDA_VISIBLE_DEVICES"] = device
-            torch.set_num_threads(self.n_threads)
+    def setup(self, worker: Any = None) -> None:
+        names = list(THREAD_ENV_VARS)
+        if self.cuda_devices is not None:
+            names.append("CUDA_VISIBLE_DEVICES")
+        self._saved = {
+            "torch_threads": torch.get_num_threads(),
+            "env": {var: os.environ.get(var) for var in names},
+        }
+        for var in THREAD_ENV_VARS:
+            os.environ[var] = str(self.n_threads)
+        if self.cuda_devices is not None:
+            device = _cuda_device_for(getattr(worker, "name", None), self.cuda_devices)
+            if torch.cuda.is_initialized():
+                warnings.warn(
+                    f"CUDA is already initialised in worker {getattr(worker, 'name', '?')}; "
+                    f"CUDA_VISIBLE_DEVICES={device} cannot take effect any more. Register "
+                    "the plugin before running CUDA work on the cluster.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            os.environ["CUDA_VISIBLE_DEVICES"] = device
+        torch.set_num_threads(self.n_threads)
 
-        def teardown(self, worker: Any = None) -> None:
-            if self._saved is None:
-                return
-            torch.set_num_threads(self._saved["torch_threads"])
-            for var, value in self._saved["env"].items():
-                if value is None:
-                    os.environ.pop(var, None)
-                else:
-                    os.environ[var] = value
-            self._saved = None
-
-    TorchThreadsPlugin.__module__ = __name__
-    TorchThreadsPlugin.__qualname__ = "TorchThreadsPlugin"
-    return TorchThreadsPlugin
+    def teardown(self, worker: Any = None) -> None:
+        if self._saved is None:
+            return
+        torch.set_num_threads(self._saved["torch_threads"])
+        for var, value in self._saved["env"].items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+        self._saved = None
 
 
-def _plugin_class() -> type:
-    # ``TorchThreadsPlugin`` subclasses distributed's ``WorkerPlugin`` (dask refuses duck-typed
-    # plugins), so it is built on first use: importing this module needs no dask. Cached in
-    # the module's namespace, it pickles by reference like any module-level class.
-    cls = globals().get("TorchThreadsPlugin")
+def _dask_plugin_class() -> type:
+    """``TorchThreadsPlugin`` as a subclass of ``distributed.WorkerPlugin``, built once."""
+    cls = globals().get("_DaskTorchThreadsPlugin")
     if cls is None:
-        cls = globals()["TorchThreadsPlugin"] = _make_plugin_class()
+        try:
+            from distributed import WorkerPlugin
+        except ImportError as exc:  # pragma: no cover - the test extra has dask
+            raise ImportError(
+                "TorchThreadsPlugin needs dask.distributed: pip install 'diffmm[dask]'."
+            ) from exc
+        # Module-level and named, so that it pickles by reference to the workers.
+        cls = type(
+            "_DaskTorchThreadsPlugin",
+            (TorchThreadsPlugin, WorkerPlugin),
+            {"__module__": __name__, "__doc__": TorchThreadsPlugin.__doc__},
+        )
+        globals()["_DaskTorchThreadsPlugin"] = cls
     return cls
 
 
 def __getattr__(name: str) -> Any:
-    if name == "TorchThreadsPlugin":
-        return _plugin_class()
+    # Unpickling a plugin on a worker looks its class up here before anything built it.
+    if name == "_DaskTorchThreadsPlugin":
+        return _dask_plugin_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -303,7 +306,7 @@ def local_cluster_client(
 
     n_workers = _check_threads(n_workers, "n_workers")
     threads_per_worker = _check_threads(threads_per_worker, "threads_per_worker")
-    plugin = _plugin_class()(torch_threads, cuda_devices=cuda_devices)
+    plugin = TorchThreadsPlugin(torch_threads, cuda_devices=cuda_devices)
     options: dict[str, Any] = {
         "processes": True,
         "host": "127.0.0.1",

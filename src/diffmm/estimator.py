@@ -31,7 +31,6 @@ __all__ = ["PRESETS", "DiffMMRecommender"]
 
 logger = logging.getLogger("diffmm")
 
-#: Settings that produced the published numbers (SPEC, "Per-dataset settings").
 PRESETS: dict[str, dict[str, Any]] = {
     "tiktok": {
         "l2_weight": 1e-4,
@@ -57,6 +56,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "projection": "linear",
     },
 }
+"""Named settings (SPEC "Per-dataset settings"); use with :meth:`DiffMMRecommender.from_preset`."""
 
 CHECKPOINT_NAME = "checkpoint.diffmm"
 # Settings that may differ between a checkpointed run and its resumption.
@@ -145,6 +145,7 @@ class DiffMMRecommender(BaseRecommender):
     l2_weight : float, default=1e-5
         ``λ_reg`` on the ID embedding tables.
     epochs : int, default=50
+        Training epochs (each: denoiser step, graph generation, recommender step).
     batch_size : int, default=1024
         Users per denoiser batch and interactions per recommender batch.
     learning_rate : float, default=1e-3
@@ -154,6 +155,7 @@ class DiffMMRecommender(BaseRecommender):
     early_stopping_metric : str, default="recall"
         A metric name from :data:`diffmm.metrics.METRICS` used to select the best epoch.
     early_stopping_k : int, default=20
+        Cut-off of ``early_stopping_metric``.
     patience : int or None, default=10
         Stop after this many evaluations without improvement (``None``: never stop early; the
         best epoch is still restored).
@@ -169,6 +171,7 @@ class DiffMMRecommender(BaseRecommender):
         ``checkpoint_dir/checkpoint.diffmm`` every ``checkpoint_every`` epochs and after the last;
         ``fit(..., resume_from=checkpoint_dir)`` continues from it.
     checkpoint_every : int, default=1
+        Epochs between checkpoints when ``checkpoint_dir`` is set.
     user_col, item_col, weight_col : str
         Column names for DataFrame input.
 
@@ -390,7 +393,7 @@ class DiffMMRecommender(BaseRecommender):
         modality_features : mapping of str to array of shape (n_items, d) or DataFrame
             Item features per modality, aligned to item indices (arrays) or indexed by raw item
             id (DataFrames; then they define the item universe, cold items included).
-        validation_data : same forms as ``interactions``, optional
+        validation_data : DataFrame, array-like or sparse matrix, optional
             Held-out interactions; the model is evaluated on them every ``eval_every`` epochs,
             the best epoch's weights are kept and training stops after ``patience``
             evaluations without improvement.
