@@ -192,8 +192,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data", choices=["synthetic", "tiktok"], default="synthetic")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--users", type=int, default=1000, help="synthetic users")
-    parser.add_argument("--items", type=int, default=600, help="synthetic items")
+    parser.add_argument("--users", type=int, default=600, help="synthetic users")
+    parser.add_argument("--items", type=int, default=400, help="synthetic items")
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> dict:
         params = {
             "epochs": args.epochs,
             "denoiser_hidden_dims": (256,),
-            "batch_size": 512,
+            "batch_size": 128,
             "contrastive": "main_modal",
         }
     matrix.data[:] = 1.0

@@ -8,7 +8,8 @@ interactions, and the score from :func:`diffmm.model_selection.make_ranking_scor
 hyper-parameter: they reach every ``fit`` as the ``modality_features=`` fit parameter.
 
 After the search, the refitted best model is scored on the data set's own validation split,
-which the search never saw. Run it with the defaults or small for a smoke test::
+which the search never saw. Run it with the defaults (13 fits: a few minutes on a CPU) or small
+for a smoke test::
 
     python examples/grid_search.py
     python examples/grid_search.py --users 60 --items 40 --epochs 1 --folds 2
@@ -50,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Grid search over DiffMM settings.")
     parser.add_argument("--users", type=int, default=600, help="number of users (default 600)")
     parser.add_argument("--items", type=int, default=400, help="number of items (default 400)")
-    parser.add_argument("--epochs", type=int, default=10, help="epochs per fit (default 10)")
+    parser.add_argument("--epochs", type=int, default=5, help="epochs per fit (default 5)")
     parser.add_argument("--folds", type=int, default=3, help="CV folds (default 3)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--device", default="auto", help="'auto' (default), 'cpu' or 'cuda'")
@@ -64,13 +65,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         DiffMMRecommender(
             epochs=args.epochs,
             denoiser_hidden_dims=(256,),
-            batch_size=256,
             device=args.device,
             random_state=args.seed,
         ),
         GRID,
         cv=UserHoldoutSplit(n_splits=args.folds, test_size=0.2, random_state=args.seed),
         scoring=make_ranking_scorer("ndcg", k=20),
+        verbose=1,
     )
     start = time.perf_counter()
     search.fit(X, modality_features=data.features)

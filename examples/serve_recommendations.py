@@ -134,7 +134,7 @@ def self_test(model_path: str | Path | None, args: argparse.Namespace) -> int:
         if model_path is None:
             data = make_synthetic(n_users=args.users, n_items=args.items, random_state=0)
             model = DiffMMRecommender(
-                epochs=args.epochs, denoiser_hidden_dims=(256,), batch_size=256, random_state=0
+                epochs=args.epochs, denoiser_hidden_dims=(256,), random_state=0
             ).fit(data.train, data.features, validation_data=data.validation)
             model_path = model.save(Path(tmp) / "model.diffmm")
             print(f"Fitted a model on {data.n_users} users x {data.n_items} items")
@@ -180,9 +180,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="start on a free port, make a few requests, print the answers and stop "
         "(fits a small synthetic model when no MODEL is given)",
     )
-    parser.add_argument("--users", type=int, default=600, help="self-test model users")
-    parser.add_argument("--items", type=int, default=400, help="self-test model items")
-    parser.add_argument("--epochs", type=int, default=10, help="self-test model epochs")
+    # The self-test's model only needs to exist: it is small and quick to fit.
+    parser.add_argument("--users", type=int, default=300, help="self-test model users (300)")
+    parser.add_argument("--items", type=int, default=200, help="self-test model items (200)")
+    parser.add_argument("--epochs", type=int, default=5, help="self-test model epochs (5)")
     args = parser.parse_args(argv)
 
     if args.self_test:

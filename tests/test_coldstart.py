@@ -15,7 +15,7 @@ pd = pytest.importorskip("pandas")
 
 PARAMS = {
     "denoiser_hidden_dims": (64,),
-    "batch_size": 512,
+    "batch_size": 64,
     "epochs": 8,
     "contrastive": "main_modal",
     "random_state": 0,

@@ -174,6 +174,12 @@ def test_cuda_devices_are_shared_out_by_worker_name(client):
     assert set(client.run(_cuda_visible_devices).values()) == {None}
 
 
+def test_plugin_is_a_dask_worker_plugin():
+    plugin = TorchThreadsPlugin(3)
+    assert isinstance(plugin, distributed.WorkerPlugin) and isinstance(plugin, TorchThreadsPlugin)
+    assert repr(plugin) == "TorchThreadsPlugin(n_threads=3, cuda_devices=None)"
+
+
 def test_limit_torch_threads_restores():
     before = torch.get_num_threads()
     with pytest.raises(RuntimeError), limit_torch_threads(1):
@@ -200,6 +206,5 @@ def test_module_imports_without_dask():
 def test_docstring_examples_run():
     import diffmm.distributed as module
 
-    assert module.TorchThreadsPlugin  # build the lazily created class so doctest finds it
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0

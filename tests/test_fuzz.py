@@ -647,6 +647,12 @@ def test_feature_frame_index_is_checked_like_ids(index, exc_type, match):
     _reject(lambda: small_model().fit(ROWS, features), exc_type, match)
 
 
+def test_score_with_k_far_beyond_the_catalogue(model):
+    # Refused at once with a clear message, never an attempt to allocate n_users x k.
+    for k in (10_001, 2**40):
+        _reject(lambda k=k: model.score(HELD_OUT, k=k), ValueError, "larger than the")
+
+
 def test_unfitted_model_and_missing_files():
     model = small_model()
     _reject(lambda: model.predict([[0, 0]]), NotFittedError, "not fitted")

@@ -17,7 +17,7 @@ def test_ruff(args):
     if importlib.util.find_spec("ruff") is None:
         pytest.skip("ruff is not installed (it comes with the 'test' extra)")
     result = subprocess.run(
-        [sys.executable, "-m", "ruff", *args, "src", "tests"],
+        [sys.executable, "-m", "ruff", *args, "src", "tests", "examples", "benchmarks"],
         cwd=ROOT,
         capture_output=True,
         text=True,

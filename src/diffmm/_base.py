@@ -31,6 +31,10 @@ from ._validation import (
 
 __all__ = ["BaseRecommender"]
 
+# Cut-offs beyond the catalogue are exact (the ranking is padded with "no item"), up to this
+# size; larger ones are refused instead of allocating n_users x k.
+_MAX_PADDED_K = 10_000
+
 
 class BaseRecommender(BaseEstimator):
     """Base class of the package's recommenders (not for direct use).
@@ -358,6 +362,11 @@ class BaseRecommender(BaseEstimator):
         if user_idx.size == 0:
             raise ValueError("The held-out interactions contain no user with an item to find.")
         max_k = max(ks)
+        if max_k > max(self.n_items_, _MAX_PADDED_K):
+            raise ValueError(
+                f"k={max_k} is larger than the {self.n_items_} items in the catalogue; use a "
+                f"cut-off of at most {max(self.n_items_, _MAX_PADDED_K)}."
+            )
         top = self._top_items(user_idx, min(max_k, self.n_items_))
         if top.shape[1] < max_k:  # a catalogue smaller than k: pad as "no item here"
             top = np.pad(top, ((0, 0), (0, max_k - top.shape[1])), constant_values=-1)

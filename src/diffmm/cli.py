@@ -25,13 +25,16 @@ from typing import Any
 
 import numpy as np
 
-from ._persistence import ModelFileError
-from ._training import NonFiniteLossError
-from ._validation import UnknownIdError
-from ._version import __version__
-from .baselines import PopularityRecommender
+from . import (
+    PRESETS,
+    DiffMMRecommender,
+    ModelFileError,
+    NonFiniteLossError,
+    PopularityRecommender,
+    UnknownIdError,
+    __version__,
+)
 from .datasets import MultiModalDataset, load_diffmm_format, load_mmrec_format, make_synthetic
-from .estimator import PRESETS, DiffMMRecommender
 from .metrics import METRICS
 
 __all__ = ["main"]

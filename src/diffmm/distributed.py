@@ -134,6 +134,9 @@ class TorchThreadsPlugin:
     On teardown (the plugin is unregistered or the worker closes) the previous torch
     thread count and environment come back.
 
+    Dask only registers subclasses of its ``WorkerPlugin``, so that this module imports
+    without dask, instances are of a private subclass of both classes, made on first use.
+
     Register it before the cluster runs torch work, as :func:`local_cluster_client` does:
     torch fixes a thread's count the first time that thread runs torch code, so a task
     thread that has already fitted a model keeps its count when the plugin is registered
