@@ -348,7 +348,12 @@ class Trainer:
                 self._epoch(result, evaluate)
                 if progress is not None:
                     progress(result.epoch, result.history[-1])
-                logger.info("epoch %d: %s", result.epoch, _format_record(result.history[-1]))
+                logger.info(
+                    "epoch %d: %s",
+                    result.epoch,
+                    _format_record(result.history[-1]),
+                    extra={"diffmm_record": result.history[-1]},
+                )
                 if on_epoch_end is not None:
                     on_epoch_end(result)
         except KeyboardInterrupt:
