@@ -424,12 +424,7 @@ class DiffMMRecommender(BaseRecommender):
         trainer = Trainer(
             network.to(device),
             [d.to(device) for d in denoisers],
-            DiffusionSchedule(
-                steps=self.diffusion_steps,
-                noise_scale=self.noise_scale,
-                noise_min=self.noise_min,
-                noise_max=self.noise_max,
-            ),
+            self._schedule(),
             self.interactions_,
             adjacency_from_matrix(self.interactions_, device),
             self._training_config(has_validation=held_out is not None),
