@@ -384,7 +384,9 @@ class Trainer:
         record.update(self.recommender_epoch(graphs))
         record["seconds_recommender"] = time.perf_counter() - start
         self._check_finite(record, epoch, result)
-        record["fusion_weights"] = torch.softmax(self.network.fusion_weights.detach(), 0).tolist()
+        fusion = getattr(self.network, "fusion_weights", None)
+        if fusion is not None:  # networks without modalities (LightGCN) have none
+            record["fusion_weights"] = torch.softmax(fusion.detach(), 0).tolist()
         snapshot = self.snapshot(epoch, graphs)
         evaluated = evaluate is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs)
         if evaluated:
