@@ -58,7 +58,7 @@ def denoise_rows(
         for step in reversed(range(schedule.steps)):
             t = torch.full((batch,), step, dtype=torch.int64, device=x0.device)
             noise = randn(tuple(x.shape)) if sampling_noise else None
-            x = reverse_step(schedule, denoiser(x, t), x, t, noise)
+            x = reverse_step(schedule, denoiser(x, t).to(x.dtype), x, t, noise)
         return x
     finally:
         denoiser.train(was_training)

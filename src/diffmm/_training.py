@@ -60,6 +60,7 @@ class TrainingConfig:
     sampling_noise: bool = False
     eval_every: int = 1
     patience: int | None = None
+    precision: str = "fp32"  # "bf16": the denoisers' dense work under bfloat16 autocast
 
 
 def sample_negatives(
@@ -188,6 +189,19 @@ class Trainer:
     def _randn(self, shape: tuple[int, ...]) -> torch.Tensor:
         return torch.randn(shape, generator=self.generator, device=self.device)
 
+    def _dense_precision(self):
+        """Autocast context for the denoisers' matmuls (a no-op at the default fp32)."""
+        return torch.autocast(
+            self.device.type,
+            dtype=torch.bfloat16,
+            enabled=self.config.precision == "bf16",
+        )
+
+    def _sync(self) -> None:
+        # Phase timings must not leak queued GPU work into the next phase.
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
     # -- SPEC §3 ---------------------------------------------------------------------------
 
     def denoiser_epoch(self) -> dict[str, float]:
@@ -207,7 +221,9 @@ class Trainer:
             for m, denoiser in enumerate(self.denoisers):
                 t = self._randint(self.schedule.steps, len(batch))
                 x_t = q_sample(self.schedule, x0, t, self._randn(tuple(x0.shape)))
-                x0_pred = denoiser(x_t, t, generator=self.generator)
+                with self._dense_precision():
+                    x0_pred = denoiser(x_t, t, generator=self.generator)
+                x0_pred = x0_pred.float()  # losses in fp32 whatever the matmul precision
                 weights = loss_weight(self.schedule, t, dtype=x0.dtype)
                 diff = losses.diffusion_loss(x0, x0_pred, weights)
                 align = losses.alignment_loss(x0_pred, x0, modality_emb[m], item_emb)
@@ -234,14 +250,15 @@ class Trainer:
         for denoiser in self.denoisers:
             tops = []
             for batch in _batches(users_all, cfg.batch_size):
-                x = denoise_rows(
-                    denoiser,
-                    self.schedule,
-                    self._dense_rows(batch),
-                    sampling_steps=cfg.sampling_steps,
-                    sampling_noise=cfg.sampling_noise,
-                    randn=self._randn,
-                )
+                with self._dense_precision():
+                    x = denoise_rows(
+                        denoiser,
+                        self.schedule,
+                        self._dense_rows(batch),
+                        sampling_steps=cfg.sampling_steps,
+                        sampling_noise=cfg.sampling_noise,
+                        randn=self._randn,
+                    )
                 tops.append(torch.topk(x, cfg.graph_top_k, dim=-1).indices)
             users = torch.as_tensor(users_all, device=self.device)
             graph = top_k_graph(users, torch.cat(tops), self.n_users, self.n_items)
@@ -375,13 +392,16 @@ class Trainer:
         if cfg.generate_graphs:
             start = time.perf_counter()
             record.update(self.denoiser_epoch())
+            self._sync()
             record["seconds_denoiser"] = time.perf_counter() - start
             self._check_finite(record, epoch, result)
             start = time.perf_counter()
             graphs = self.generate_graphs()
+            self._sync()
             record["seconds_generation"] = time.perf_counter() - start
         start = time.perf_counter()
         record.update(self.recommender_epoch(graphs))
+        self._sync()
         record["seconds_recommender"] = time.perf_counter() - start
         self._check_finite(record, epoch, result)
         fusion = getattr(self.network, "fusion_weights", None)
