@@ -91,6 +91,19 @@ def sample_negatives(
     return negatives
 
 
+def _adam(params, lr: float) -> torch.optim.Adam:
+    """Adam with the fused kernel where this torch has one for the device (the same update).
+
+    The unfused multi-tensor Adam makes ~10 passes over every parameter per step; for the
+    denoisers' 13M weights each that was ~60% of the denoiser phase's non-matmul time on a CPU.
+    """
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # older torch, or no fused kernel there
+        return torch.optim.Adam(params, lr=lr)
+
+
 def _batches(order: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
     for start in range(0, len(order), batch_size):
         yield order[start : start + batch_size]
@@ -167,9 +180,9 @@ class Trainer:
         self.device = device
         self.rng = rng
         self.generator = generator
-        self.optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
+        self.optimizer = _adam(network.parameters(), config.learning_rate)
         self.denoiser_optimizers = [
-            torch.optim.Adam(d.parameters(), lr=config.denoiser_learning_rate) for d in denoisers
+            _adam(d.parameters(), config.denoiser_learning_rate) for d in denoisers
         ]
         coo = self.matrix.tocoo()
         self.train_users = coo.row.astype(np.int64)
