@@ -1,4 +1,5 @@
-"""Tests for diffmm.baselines, which exercise the shared BaseRecommender API."""
+"""Tests for diffmm.baselines: popularity exercises the shared BaseRecommender API, LightGCN
+the shared training plumbing."""
 
 from __future__ import annotations
 
@@ -9,11 +10,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+import torch
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, cross_validate
+from sklearn.utils import estimator_checks
 
-from diffmm import PopularityRecommender, UnknownIdError
+from diffmm import ModelFileError, PopularityRecommender, UnknownIdError
+from diffmm._graph import adjacency_from_matrix
+from diffmm._model import LightGCNNetwork
+from diffmm.baselines import LightGCNRecommender
 from diffmm.datasets import make_synthetic
 from diffmm.metrics import evaluate as evaluate_metrics
 from diffmm.metrics import ndcg_at_k, recall_at_k
@@ -457,3 +463,285 @@ def test_cross_validate_default_score_is_recall_at_20(cv_rows):
         PopularityRecommender().fit(cv_rows[tr]).score(cv_rows[te]) for tr, te in cv.split(cv_rows)
     ]
     np.testing.assert_allclose(result["test_score"], expected)
+
+
+# ---------------------------------------------------------------------------------------------
+# LightGCNRecommender
+# ---------------------------------------------------------------------------------------------
+
+LIGHTGCN_FAST = {"embedding_dim": 16, "batch_size": 256, "epochs": 2, "random_state": 0}
+
+
+def small_lightgcn(**params) -> LightGCNRecommender:
+    return LightGCNRecommender(**{**LIGHTGCN_FAST, **params})
+
+
+def dense_lightgcn_adjacency(r: np.ndarray) -> np.ndarray:
+    """``D^-1/2 B D^-1/2`` of the bipartite graph of ``r`` in float64, without self-loops."""
+    r = (np.asarray(r) != 0).astype(np.float64)
+    n_users, n_items = r.shape
+    b = np.zeros((n_users + n_items,) * 2)
+    b[:n_users, n_users:] = r
+    b[n_users:, :n_users] = r.T
+    d = b.sum(axis=1)
+    d_inv_sqrt = np.divide(1.0, np.sqrt(d), out=np.zeros_like(d), where=d > 0)
+    return d_inv_sqrt[:, None] * b * d_inv_sqrt[None, :]
+
+
+def to_dense(graph: torch.Tensor) -> np.ndarray:
+    return graph.to_dense().double().numpy()
+
+
+def dense_layer_mean(a: np.ndarray, e: np.ndarray, n_layers: int) -> np.ndarray:
+    layers = [e]
+    for _ in range(n_layers):
+        layers.append(a @ layers[-1])
+    return np.mean(layers, axis=0)
+
+
+@pytest.fixture(scope="module")
+def lightgcn(tiny_data) -> LightGCNRecommender:
+    return small_lightgcn(epochs=3).fit(tiny_data.train, validation_data=tiny_data.validation)
+
+
+@pytest.mark.parametrize(
+    "check_name",
+    [
+        "check_no_attributes_set_in_init",
+        "check_get_params_invariance",
+        "check_set_params",
+        "check_parameters_default_constructible",
+    ],
+)
+def test_lightgcn_sklearn_api_checks(check_name):
+    getattr(estimator_checks, check_name)("LightGCNRecommender", LightGCNRecommender())
+
+
+def test_lightgcn_get_params_and_clone(lightgcn):
+    params = LightGCNRecommender().get_params()
+    assert params["embedding_dim"] == 64 and params["n_layers"] == 3
+    assert params["device"] == "auto" and params["patience"] == 10
+    assert vars(LightGCNRecommender()) == params  # __init__ only stores its arguments
+    twin = clone(lightgcn)
+    assert twin.get_params() == lightgcn.get_params()
+    assert not hasattr(twin, "user_factors_")
+    with pytest.raises(NotFittedError):
+        twin.recommend([0])
+    est = LightGCNRecommender()
+    assert est.set_params(n_layers=1, learning_rate=0.01) is est
+    assert est.n_layers == 1 and est.learning_rate == 0.01
+
+
+def test_lightgcn_is_exported():
+    import diffmm.baselines
+
+    assert "LightGCNRecommender" in diffmm.baselines.__all__
+
+
+def test_lightgcn_fit_and_recommend_shapes(lightgcn, tiny_data):
+    n_users, n_items = tiny_data.train.shape
+    assert lightgcn.user_factors_.shape == (n_users, 16)
+    assert lightgcn.item_factors_.shape == (n_items, 16)
+    assert lightgcn.user_factors_.dtype == np.float32
+    assert lightgcn.device_ == torch.device("cpu") and lightgcn.device == "auto"
+    assert [r["epoch"] for r in lightgcn.history_] == [1, 2, 3]
+    assert 1 <= lightgcn.best_epoch_ <= 3 and not lightgcn.stopped_early_
+    users = np.arange(10)
+    items, scores = lightgcn.recommend(users, n=5)
+    assert items.shape == scores.shape == (10, 5)
+    assert np.all(np.diff(scores, axis=1) <= 0)
+    for u in users:
+        assert not set(items[u]) & set(tiny_data.train[u].indices)
+    pairs = np.column_stack([np.repeat(users, 5), items.ravel()])
+    np.testing.assert_allclose(lightgcn.predict(pairs), scores.ravel(), rtol=1e-5)
+    result = lightgcn.evaluate(tiny_data.validation, ks=(5,))
+    assert 0 < result["recall@5"] <= 1
+    assert 0 <= lightgcn.score(tiny_data.validation) <= 1
+
+
+def test_lightgcn_training_lowers_bpr_loss(tiny_data):
+    model = small_lightgcn(epochs=8, batch_size=128, learning_rate=1e-2).fit(tiny_data.train)
+    bpr = [r["loss_bpr"] for r in model.history_]
+    assert bpr[0] > 0.6  # near log 2 at the start
+    assert bpr[-1] < 0.8 * bpr[0], bpr
+    assert np.sum(np.diff(bpr) < 0) >= 6, bpr
+    # The shared Trainer ran the recommender step only: no diffusion, no contrastive loss.
+    record = model.history_[-1]
+    assert record["loss_contrastive"] == 0.0 and record["loss_l2"] > 0
+    assert "seconds_denoiser" not in record and "fusion_weights" not in record
+    assert model.best_epoch_ == 8  # without validation data the last epoch is kept
+
+
+def test_lightgcn_beats_popularity_on_planted_data():
+    data = make_synthetic(n_users=200, n_items=150, interactions_per_user=15, random_state=0)
+    popularity = PopularityRecommender().fit(data.train).score(data.validation)
+    model = LightGCNRecommender(
+        embedding_dim=32, epochs=10, batch_size=256, learning_rate=1e-2, random_state=0
+    ).fit(data.train)
+    recall = model.score(data.validation)
+    assert recall > 1.15 * popularity, (recall, popularity)
+
+
+def test_lightgcn_network_averages_layers_like_a_dense_reference():
+    r = np.array([[1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 0, 0]], dtype=float)  # user 2, item 3 cold
+    network = LightGCNNetwork(3, 4, embedding_dim=5, n_layers=3, generator=torch.Generator())
+    output, views = network(adjacency_from_matrix(sp.csr_matrix(r), self_loops=False), None)
+    assert views == []
+    e = torch.cat([network.user_embedding, network.item_embedding]).detach().double().numpy()
+    expected = dense_layer_mean(dense_lightgcn_adjacency(r), e, 3)
+    np.testing.assert_allclose(output.detach().double().numpy(), expected, rtol=1e-5, atol=1e-6)
+    # Isolated nodes keep E / (L + 1).
+    np.testing.assert_allclose(expected[2], e[2] / 4)
+    # n_layers=0 is the embedding table itself.
+    network.n_layers = 0
+    output, _ = network(adjacency_from_matrix(sp.csr_matrix(r), self_loops=False))
+    np.testing.assert_allclose(output.detach().double().numpy(), e, rtol=1e-6)
+
+
+def test_lightgcn_initialisation_is_seeded_xavier():
+    a = LightGCNNetwork(30, 20, embedding_dim=8, generator=torch.Generator().manual_seed(1))
+    b = LightGCNNetwork(30, 20, embedding_dim=8, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a.user_embedding, b.user_embedding)
+    bound = np.sqrt(6.0 / (30 + 8))
+    assert float(a.user_embedding.detach().abs().max()) <= bound
+    assert float(a.user_embedding.detach().abs().max()) > 0.8 * bound
+
+
+def test_lightgcn_factors_use_the_graph_without_self_loops(lightgcn, tiny_data):
+    e = torch.cat([lightgcn.network_.user_embedding, lightgcn.network_.item_embedding])
+    e = e.detach().double().numpy()
+    r = lightgcn.interactions_.toarray()
+    factors = np.vstack([lightgcn.user_factors_, lightgcn.item_factors_])
+    expected = dense_layer_mean(dense_lightgcn_adjacency(r), e, lightgcn.n_layers)
+    np.testing.assert_allclose(factors, expected, rtol=1e-4, atol=1e-5)
+    # DiffMM's graph, with self-loops, would give other factors.
+    with_loops = to_dense(adjacency_from_matrix(lightgcn.interactions_))
+    assert not np.allclose(factors, dense_layer_mean(with_loops, e, lightgcn.n_layers), atol=1e-4)
+
+
+def test_lightgcn_best_epoch_is_restored(tiny_data):
+    model = small_lightgcn(epochs=4, patience=None, learning_rate=1e-2)
+    model.fit(tiny_data.train, validation_data=tiny_data.validation)
+    scores = [r["validation_score"] for r in model.history_]
+    assert len(scores) == 4
+    assert model.best_epoch_ == int(np.argmax(scores)) + 1
+    assert model.score(tiny_data.validation) == pytest.approx(max(scores))
+
+
+def test_lightgcn_early_stopping_restores_the_best_epoch(tiny_data, monkeypatch):
+    # A validation score that peaks at epoch 2 stops training after `patience` more epochs.
+    calls = iter([0.1, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0, 0.0, 0.0, 0.0])
+    monkeypatch.setattr(
+        LightGCNRecommender,
+        "_evaluate_matrix",
+        lambda self, held_out, metrics, ks: {f"{metrics[0]}@{ks[0]}": next(calls)},
+    )
+    model = small_lightgcn(epochs=10, patience=2)
+    model.fit(tiny_data.train, validation_data=tiny_data.validation)
+    assert len(model.history_) == 4
+    assert model.stopped_early_ and model.best_epoch_ == 2
+    # The kept weights are epoch 2's: the same as a run that stopped there (evaluation draws
+    # no random numbers).
+    monkeypatch.undo()
+    two_epochs = small_lightgcn(epochs=2).fit(tiny_data.train)
+    np.testing.assert_array_equal(model.user_factors_, two_epochs.user_factors_)
+    np.testing.assert_array_equal(model.item_factors_, two_epochs.item_factors_)
+
+
+def test_lightgcn_patience_needs_validation_data(tiny_data):
+    model = small_lightgcn(epochs=3, patience=1).fit(tiny_data.train)
+    assert len(model.history_) == 3 and not model.stopped_early_
+
+
+def test_lightgcn_same_random_state_same_model(tiny_data):
+    a = small_lightgcn().fit(tiny_data.train)
+    b = small_lightgcn().fit(tiny_data.train)
+    c = small_lightgcn(random_state=1).fit(tiny_data.train)
+    np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
+    assert not np.array_equal(a.user_factors_, c.user_factors_)
+
+
+def test_lightgcn_save_load_gives_identical_scores(lightgcn, tiny_data, tmp_path):
+    path = lightgcn.save(tmp_path / "lightgcn.diffmm")
+    loaded = LightGCNRecommender.load(path)
+    assert loaded.get_params() == lightgcn.get_params()
+    users = np.arange(tiny_data.n_users)
+    for a, b in zip(loaded.recommend(users, n=10), lightgcn.recommend(users, n=10), strict=True):
+        np.testing.assert_array_equal(a, b)
+    pairs = tiny_data.interaction_rows("validation")[:, :2]
+    np.testing.assert_array_equal(loaded.predict(pairs), lightgcn.predict(pairs))
+    assert loaded.score(tiny_data.validation) == lightgcn.score(tiny_data.validation)
+    assert loaded.history_ == lightgcn.history_
+    assert loaded.best_epoch_ == lightgcn.best_epoch_
+    assert loaded.stopped_early_ == lightgcn.stopped_early_
+    for key, value in lightgcn.network_.state_dict().items():
+        assert torch.equal(loaded.network_.state_dict()[key], value)
+    with pytest.raises(ModelFileError, match="holds a LightGCNRecommender"):
+        PopularityRecommender.load(path)
+    again = pickle.loads(pickle.dumps(lightgcn))
+    np.testing.assert_array_equal(again.predict(pairs), lightgcn.predict(pairs))
+
+
+def test_lightgcn_fit_on_each_device_unpickles_on_cpu(tiny_data, torch_device):
+    model = small_lightgcn(epochs=1, device=torch_device)
+    model.fit(tiny_data.train, validation_data=tiny_data.validation)
+    assert model.device_.type == torch_device and model.device == torch_device
+    loaded = pickle.loads(pickle.dumps(model))
+    assert all(p.device.type == "cpu" for p in loaded.network_.parameters())
+    np.testing.assert_array_equal(loaded.recommend([0, 1])[0], model.recommend([0, 1])[0])
+
+
+def test_lightgcn_unavailable_cuda_is_a_clear_error(tiny_data):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        small_lightgcn(device="cuda").fit(tiny_data.train)
+
+
+@pytest.mark.parametrize(
+    ("param", "value", "message"),
+    [
+        ("n_layers", -1, r"'n_layers' parameter must be an int in the range \[0, inf\]; got -1"),
+        ("embedding_dim", 0, r"'embedding_dim' parameter must be an int in the range \[1, inf\]"),
+        ("epochs", 1.5, r"'epochs' parameter must be an int in the range \[1, inf\]; got 1.5"),
+        ("learning_rate", 0.0, r"'learning_rate' parameter must be a float in the range \(0"),
+        ("l2_weight", -1e-3, r"'l2_weight' parameter must be a float in the range \[0"),
+        ("patience", 0, r"'patience' parameter must be an int in the range \[1, inf\] or None"),
+        ("early_stopping_metric", "auc", r"'early_stopping_metric' parameter must be one of"),
+        ("device", "gpu0", r"'device' parameter must be 'auto', a device string"),
+        ("random_state", -3, r"'random_state' parameter must be an int in the range \[0"),
+        ("weight_col", 3, r"'weight_col' parameter must be str or None; got 3"),
+    ],
+)
+def test_lightgcn_invalid_hyper_parameters(tiny_data, param, value, message):
+    with pytest.raises(ValueError, match=message):
+        small_lightgcn(**{param: value}).fit(tiny_data.train)
+
+
+def test_lightgcn_fit_does_not_mutate_the_input(tiny_data):
+    matrix = tiny_data.train.copy()
+    before = matrix.copy()
+    rows = tiny_data.interaction_rows("train")
+    rows_before = rows.copy()
+    frame = pd.DataFrame({"user": rows[:, 0], "item": rows[:, 1]})
+    frame_before = frame.copy()
+    validation = tiny_data.validation.copy()
+    validation_before = validation.copy()
+    model = small_lightgcn(epochs=1).fit(matrix, validation_data=validation)
+    small_lightgcn(epochs=1).fit(rows)
+    small_lightgcn(epochs=1).fit(frame)
+    assert (matrix != before).nnz == 0 and (validation != validation_before).nnz == 0
+    assert not np.shares_memory(model.interactions_.data, matrix.data)
+    np.testing.assert_array_equal(rows, rows_before)
+    assert frame.equals(frame_before)
+    assert model.get_params() == small_lightgcn(epochs=1).get_params()
+
+
+def test_lightgcn_cold_items_from_feature_frames(tiny_data):
+    rows = tiny_data.interaction_rows("train")
+    n_items = tiny_data.n_items
+    features = {"v": pd.DataFrame(np.zeros((n_items + 2, 3)), index=np.arange(n_items + 2))}
+    model = small_lightgcn(epochs=1).fit(rows, features)
+    assert model.n_items_ == n_items + 2
+    items, _ = model.recommend([0], n=n_items + 2 - len(tiny_data.train[0].indices))
+    assert {n_items, n_items + 1} <= set(items[0].tolist())

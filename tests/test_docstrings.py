@@ -34,6 +34,7 @@ def test_docstring_examples_run(name):
     [
         diffmm.DiffMMRecommender,
         diffmm.PopularityRecommender,
+        diffmm.LightGCNRecommender,
         diffmm.DiffMMRecommender.from_preset,
     ],
     ids=lambda o: o.__qualname__,

@@ -30,6 +30,18 @@ def reference_adjacency(r: np.ndarray) -> np.ndarray:
     return d_inv_sqrt[:, None] * b * d_inv_sqrt[None, :]
 
 
+def reference_adjacency_without_self_loops(r: np.ndarray) -> np.ndarray:
+    """LightGCN's ``D^-1/2 B D^-1/2``, ``D`` the row sums of ``B``; isolated nodes get 0."""
+    r = (np.asarray(r, dtype=np.float64) != 0).astype(np.float64)
+    n_users, n_items = r.shape
+    b = np.zeros((n_users + n_items,) * 2)
+    b[:n_users, n_users:] = r
+    b[n_users:, :n_users] = r.T
+    d = b.sum(axis=1)
+    d_inv_sqrt = np.divide(1.0, np.sqrt(d), out=np.zeros_like(d), where=d > 0)
+    return d_inv_sqrt[:, None] * b * d_inv_sqrt[None, :]
+
+
 def dense_r(users, items, n_users, n_items) -> np.ndarray:
     r = np.zeros((n_users, n_items))
     for u, i in zip(users, items, strict=True):
@@ -135,6 +147,73 @@ def test_bipartite_adjacency_usable_in_matmul():
     x = torch.randn(11, 3, generator=torch.Generator().manual_seed(0))
     expected = reference_adjacency(r) @ x.double().numpy()
     np.testing.assert_allclose((graph @ x).double().numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------
+# bipartite_adjacency(self_loops=False): LightGCN's graph
+# ---------------------------------------------------------------------------
+
+
+def test_adjacency_without_self_loops_matches_dense_reference():
+    rng = np.random.default_rng(5)
+    n_users, n_items = 7, 9
+    r = (rng.random((n_users, n_items)) < 0.3).astype(float)
+    r[3] = 0.0  # a user with no edges
+    r[:, 5] = 0.0  # an item with no edges
+    users, items = np.nonzero(r)
+    graph = bipartite_adjacency(*as_edges(users, items), n_users, n_items, self_loops=False)
+    assert graph.dtype == torch.float32
+    assert_valid_csr(graph, n_users + n_items)
+    a = to_dense64(graph)
+    assert np.isfinite(a).all()
+    np.testing.assert_allclose(a, reference_adjacency_without_self_loops(r), rtol=1e-6, atol=1e-7)
+    assert not np.diag(a).any()
+    # Isolated nodes have empty rows (degree 0 gives 0, not inf or nan).
+    for node in (3, n_users + 5):
+        assert not a[node].any() and not a[:, node].any()
+    # Stored entries are exactly the non-zeros of B.
+    assert graph.values().numel() == 2 * int(r.sum())
+
+
+def test_adjacency_without_self_loops_golden_by_hand():
+    # 1 user with 2 items: deg(u) = 2, deg(i) = 1, A[u, i] = 1/sqrt(2), nothing else.
+    graph = bipartite_adjacency(*as_edges([0, 0, 0], [0, 1, 1]), 1, 2, self_loops=False)
+    s = 1.0 / np.sqrt(2.0)
+    np.testing.assert_allclose(
+        to_dense64(graph), [[0.0, s, s], [s, 0.0, 0.0], [s, 0.0, 0.0]], rtol=1e-6
+    )
+
+
+def test_adjacency_without_self_loops_and_no_edges_is_empty():
+    empty = torch.zeros(0, dtype=torch.int64)
+    graph = bipartite_adjacency(empty, empty, 3, 2, self_loops=False)
+    assert_valid_csr(graph, 5)
+    assert graph.values().numel() == 0
+    np.testing.assert_array_equal(to_dense64(graph), np.zeros((5, 5)))
+    x = torch.ones(5, 2)
+    np.testing.assert_array_equal((graph @ x).numpy(), np.zeros((5, 2)))
+
+
+def test_self_loops_default_is_unchanged():
+    rng = np.random.default_rng(6)
+    users, items = np.nonzero(rng.random((5, 6)) < 0.4)
+    a = bipartite_adjacency(*as_edges(users, items), 5, 6)
+    b = bipartite_adjacency(*as_edges(users, items), 5, 6, self_loops=True)
+    assert torch.equal(a.col_indices(), b.col_indices())
+    assert torch.equal(a.values(), b.values())
+
+
+@pytest.mark.parametrize("fmt", ["csr", "coo", "csc"])
+def test_adjacency_from_matrix_without_self_loops(fmt):
+    rng = np.random.default_rng(7)
+    dense = (rng.random((6, 8)) < 0.35) * rng.integers(1, 4, size=(6, 8))  # weighted
+    dense[0] = 0  # empty user
+    dense[:, 2] = 0  # empty item
+    graph = adjacency_from_matrix(sp.csr_matrix(dense).asformat(fmt), self_loops=False)
+    assert_valid_csr(graph, 14)
+    np.testing.assert_allclose(
+        to_dense64(graph), reference_adjacency_without_self_loops(dense), rtol=1e-6, atol=1e-7
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -339,3 +418,22 @@ def test_property_normalised_adjacency_invariants(case):
     eig = np.linalg.eigvalsh((a + a.T) / 2)
     assert eig.max() == pytest.approx(1.0, abs=1e-5)
     assert eig.min() >= -1.0 - 1e-5
+
+
+@settings(max_examples=40, deadline=None)
+@given(small_bipartite())
+def test_property_adjacency_without_self_loops_invariants(case):
+    n_users, n_items, users, items = case
+    graph = bipartite_adjacency(*as_edges(users, items), n_users, n_items, self_loops=False)
+    a = to_dense64(graph)
+    r = dense_r(users, items, n_users, n_items)
+    np.testing.assert_allclose(a, reference_adjacency_without_self_loops(r), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(a, a.T, atol=1e-7)
+    assert (a >= 0).all() and not np.diag(a).any()
+    # sqrt(deg) is a fixed point (isolated nodes map to 0 on both sides); spectrum in [-1, 1],
+    # symmetric about 0 because the graph is bipartite.
+    deg = np.concatenate([r.sum(axis=1), r.sum(axis=0)])
+    np.testing.assert_allclose(a @ np.sqrt(deg), np.sqrt(deg), rtol=1e-5, atol=1e-6)
+    eig = np.linalg.eigvalsh((a + a.T) / 2)
+    assert eig.max() <= 1.0 + 1e-5 and eig.min() >= -1.0 - 1e-5
+    np.testing.assert_allclose(np.sort(eig), np.sort(-eig), atol=1e-5)

@@ -30,12 +30,18 @@ def sparse_csr(
 
 
 def bipartite_adjacency(
-    users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int
+    users: torch.Tensor,
+    items: torch.Tensor,
+    n_users: int,
+    n_items: int,
+    *,
+    self_loops: bool = True,
 ) -> torch.Tensor:
     """``D^-1/2 (B + I) D^-1/2`` for ``B = [[0, R], [Rᵀ, 0]]`` with R given by its edges.
 
     SPEC "Data" (and §4 for generated graphs): duplicate edges count once, every node gets a
-    self-loop, ``D`` are the row sums of ``B + I``.
+    self-loop, ``D`` are the row sums of ``B + I``. With ``self_loops=False`` it is LightGCN's
+    ``D^-1/2 B D^-1/2`` with ``D`` the row sums of ``B``; a node without edges has an empty row.
 
     Parameters
     ----------
@@ -43,6 +49,8 @@ def bipartite_adjacency(
         Edge endpoints as user and item indices.
     n_users, n_items : int
         Sizes of the two node sets.
+    self_loops : bool, default=True
+        Add the identity to ``B`` before normalising.
 
     Returns
     -------
@@ -57,11 +65,15 @@ def bipartite_adjacency(
     # Deduplicate user–item edges (binarised R).
     keys = torch.unique(users * n_items + items)
     u, i = keys // n_items, keys % n_items
-    nodes = torch.arange(n, device=device)
-    rows = torch.cat([u, i + n_users, nodes])
-    cols = torch.cat([i + n_users, u, nodes])
+    rows, cols = [u, i + n_users], [i + n_users, u]
+    if self_loops:
+        nodes = torch.arange(n, device=device)
+        rows.append(nodes)
+        cols.append(nodes)
+    rows, cols = torch.cat(rows), torch.cat(cols)
     degree = torch.bincount(rows, minlength=n).to(torch.float32)
-    d_inv_sqrt = degree.pow(-0.5)
+    # Without self-loops an isolated node has degree 0: give it 0, not inf.
+    d_inv_sqrt = torch.where(degree > 0, degree.clamp(min=1.0).pow(-0.5), 0.0)
     values = d_inv_sqrt[rows] * d_inv_sqrt[cols]
     order = torch.argsort(rows * n + cols)
     rows, cols, values = rows[order], cols[order], values[order]
@@ -70,14 +82,21 @@ def bipartite_adjacency(
     return sparse_csr(crow, cols, values, n)
 
 
-def adjacency_from_matrix(matrix: sp.spmatrix, device: torch.device | str = "cpu") -> torch.Tensor:
-    """The normalised bipartite adjacency ``A`` of a users × items interaction matrix."""
+def adjacency_from_matrix(
+    matrix: sp.spmatrix, device: torch.device | str = "cpu", *, self_loops: bool = True
+) -> torch.Tensor:
+    """The normalised bipartite adjacency ``A`` of a users × items interaction matrix.
+
+    ``self_loops`` as in :func:`bipartite_adjacency` (``False`` for LightGCN).
+    """
     coo = sp.coo_matrix(matrix, copy=True)
     coo.sum_duplicates()  # R as a matrix: duplicates summing to zero are no edge
     nz = coo.data != 0
     users = torch.as_tensor(coo.row[nz].astype(np.int64), device=device)
     items = torch.as_tensor(coo.col[nz].astype(np.int64), device=device)
-    return bipartite_adjacency(users, items, matrix.shape[0], matrix.shape[1])
+    return bipartite_adjacency(
+        users, items, matrix.shape[0], matrix.shape[1], self_loops=self_loops
+    )
 
 
 def top_k_graph(

@@ -1,5 +1,7 @@
 """Torch modules of DiffMM: time embedding, denoiser, modality projections, graph encoder.
 
+Also the LightGCN baseline's network, trained by the same loop.
+
 Modules take explicit constructor arguments (from the frozen :class:`NetworkConfig`) and draw
 their initial weights from an explicit ``torch.Generator``; they never read global state.
 """
@@ -17,6 +19,7 @@ from torch import nn
 __all__ = [
     "Denoiser",
     "DiffMMNetwork",
+    "LightGCNNetwork",
     "ModalityProjection",
     "NetworkConfig",
     "TimeEmbedding",
@@ -270,3 +273,66 @@ class DiffMMNetwork(nn.Module):
                 views.append(propagate(adjacency, graph @ inputs, cfg.n_layers))
         output = propagate(adjacency, fused, cfg.n_layers)
         return output + cfg.residual_weight * F.normalize(fused, dim=-1), views
+
+
+class LightGCNNetwork(nn.Module):
+    """LightGCN (He et al., SIGIR 2020): ID embeddings smoothed over the interaction graph.
+
+    No feature transformation and no non-linearity: the output is the mean of the layer
+    embeddings, ``(1/(L+1)) Σ_{l=0..L} A^l·E`` with ``E`` the user and item tables stacked.
+    ``forward`` has :class:`DiffMMNetwork`'s signature so that the same ``Trainer`` trains it.
+
+    Parameters
+    ----------
+    n_users, n_items : int
+        Sizes of the embedding tables.
+    embedding_dim : int, default=64
+        ``D``.
+    n_layers : int, default=3
+        Propagation layers ``L``.
+    generator : torch.Generator, optional
+        Source of the Xavier-uniform initial weights.
+    """
+
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        *,
+        embedding_dim: int = 64,
+        n_layers: int = 3,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.n_users = n_users
+        self.n_items = n_items
+        self.n_layers = n_layers
+        self.user_embedding = nn.Parameter(torch.empty(n_users, embedding_dim))
+        self.item_embedding = nn.Parameter(torch.empty(n_items, embedding_dim))
+        _xavier_uniform_(self.user_embedding, generator)
+        _xavier_uniform_(self.item_embedding, generator)
+
+    def forward(
+        self,
+        adjacency: torch.Tensor,
+        graphs: list[torch.Tensor] | None = None,
+        *,
+        with_views: bool = False,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Encode all nodes, users first.
+
+        Parameters
+        ----------
+        adjacency : sparse Tensor of shape (U+I, U+I)
+            LightGCN's ``D^-1/2 B D^-1/2`` (no self-loops).
+        graphs, with_views
+            Ignored (LightGCN has no generated graphs and no contrastive views).
+
+        Returns
+        -------
+        output : Tensor of shape (U+I, D)
+        views : list
+            Always empty.
+        """
+        nodes = torch.cat([self.user_embedding, self.item_embedding])
+        return propagate(adjacency, nodes, self.n_layers) / (self.n_layers + 1), []

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import numbers
-import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,12 +17,12 @@ import scipy.sparse as sp
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import BaseRecommender
+from ._factor_model import NON_NEGATIVE, POSITIVE, POSITIVE_INT, FactorRecommender
 from ._graph import adjacency_from_matrix
 from ._inference import denoise_rows, isolated_item_factors, propagation_user_factors
 from ._model import Denoiser, DiffMMNetwork, NetworkConfig
 from ._persistence import read_archive, write_archive
-from ._training import NonFiniteLossError, Snapshot, Trainer, TrainingConfig, TrainingResult
+from ._training import Snapshot, Trainer, TrainingConfig, TrainingResult
 from ._validation import IdMap, Interval, Options, Predicate, check_modality_features
 from .diffusion import DiffusionSchedule
 
@@ -64,10 +63,6 @@ _RESUMABLE_CHANGES = frozenset(
     {"epochs", "patience", "verbose", "device", "checkpoint_dir", "checkpoint_every"}
 )
 
-_POSITIVE_INT = Interval(numbers.Integral, 1, None)
-_NON_NEGATIVE = Interval(numbers.Real, 0, None)
-_POSITIVE = Interval(numbers.Real, 0, None, closed="neither")
-
 
 def _int_tuple(value: Any) -> bool:
     return (
@@ -79,14 +74,7 @@ def _int_tuple(value: Any) -> bool:
     )
 
 
-def _device_ok(value: Any) -> bool:
-    if value == "auto" or isinstance(value, torch.device):
-        return True
-    torch.device(value)  # raises for nonsense
-    return isinstance(value, str)
-
-
-class DiffMMRecommender(BaseRecommender):
+class DiffMMRecommender(FactorRecommender):
     """Multi-modal graph-diffusion recommender (DiffMM), as a scikit-learn estimator.
 
     Per epoch, one Gaussian-diffusion denoiser per modality learns to reconstruct users'
@@ -209,45 +197,33 @@ class DiffMMRecommender(BaseRecommender):
     """
 
     _requires_features = True
+    _progress_name = "DiffMM"
+    # Training, device and early-stopping parameters are checked by FactorRecommender.
     _parameter_constraints: dict[str, list] = {
-        "embedding_dim": [_POSITIVE_INT],
         "projection": [Options({"matrix", "linear"})],
         "n_layers": [Interval(numbers.Integral, 0, None)],
-        "residual_weight": [_NON_NEGATIVE],
-        "generated_graph_weight": [_NON_NEGATIVE],
-        "diffusion_steps": [_POSITIVE_INT],
-        "noise_scale": [_POSITIVE],
-        "noise_min": [_POSITIVE],
-        "noise_max": [_POSITIVE],
+        "residual_weight": [NON_NEGATIVE],
+        "generated_graph_weight": [NON_NEGATIVE],
+        "diffusion_steps": [POSITIVE_INT],
+        "noise_scale": [POSITIVE],
+        "noise_min": [POSITIVE],
+        "noise_max": [POSITIVE],
         "sampling_steps": [Interval(numbers.Integral, 0, None)],
         "sampling_noise": [bool],
         "denoiser_hidden_dims": [Predicate(_int_tuple, "a non-empty tuple of ints >= 1")],
         "time_embedding_dim": [Interval(numbers.Integral, 2, None)],
         "denoiser_dropout": [Interval(numbers.Real, 0, 1, closed="left")],
         "normalize_denoiser_input": [bool],
-        "denoiser_learning_rate": [_POSITIVE],
-        "alignment_weight": [_NON_NEGATIVE],
-        "graph_top_k": [_POSITIVE_INT],
+        "denoiser_learning_rate": [POSITIVE],
+        "alignment_weight": [NON_NEGATIVE],
+        "graph_top_k": [POSITIVE_INT],
         "edge_keep_rate": [Interval(numbers.Real, 0, 1, closed="right")],
         "generate_graphs": [bool],
         "contrastive": [Options({"modal_modal", "main_modal"}), None],
-        "contrastive_weight": [_NON_NEGATIVE],
-        "temperature": [_POSITIVE],
-        "l2_weight": [_NON_NEGATIVE],
-        "epochs": [_POSITIVE_INT],
-        "batch_size": [_POSITIVE_INT],
-        "learning_rate": [_POSITIVE],
-        "eval_every": [_POSITIVE_INT],
-        "early_stopping_metric": [
-            Options({"recall", "precision", "ndcg", "hit_rate", "map", "mrr"})
-        ],
-        "early_stopping_k": [_POSITIVE_INT],
-        "patience": [_POSITIVE_INT, None],
-        "device": [Predicate(_device_ok, "'auto', a device string or a torch.device")],
-        "random_state": [Interval(numbers.Integral, 0, None), np.random.Generator, None],
-        "verbose": [bool, Interval(numbers.Integral, 0, None)],
+        "contrastive_weight": [NON_NEGATIVE],
+        "temperature": [POSITIVE],
         "checkpoint_dir": [str, Path, None],
-        "checkpoint_every": [_POSITIVE_INT],
+        "checkpoint_every": [POSITIVE_INT],
     }
 
     def __init__(
@@ -348,14 +324,6 @@ class DiffMMRecommender(BaseRecommender):
 
     # -- fitting ---------------------------------------------------------------------------
 
-    def _resolve_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        device = torch.device(self.device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device={self.device!r} was requested but CUDA is not available.")
-        return device
-
     def _check_cross_params(self, n_modalities: int) -> None:
         if self.noise_min >= self.noise_max:
             raise ValueError(
@@ -409,15 +377,9 @@ class DiffMMRecommender(BaseRecommender):
         features = self._prepare_fit(interactions, modality_features)
         names = tuple(features)
         self._check_cross_params(len(names))
-        held_out = None
-        if validation_data is not None:
-            held_out = self._held_out_matrix(validation_data, "validation_data")
-            if held_out.nnz == 0:
-                raise ValueError("validation_data holds no interaction of the fitted users/items.")
+        held_out = self._validation_matrix(validation_data)
         device = self._resolve_device()
-        rng = np.random.default_rng(self.random_state)
-        init_generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        train_generator = torch.Generator(device=device).manual_seed(int(rng.integers(2**62)))
+        rng, init_generator, train_generator = self._random_streams(device)
         network, denoisers = self._build_modules(
             [torch.from_numpy(features[m]) for m in names], init_generator
         )
@@ -438,13 +400,6 @@ class DiffMMRecommender(BaseRecommender):
         state = None
         if resume_from is not None:
             state = self._read_checkpoint(resume_from, trainer, fingerprint)
-        evaluate = None
-        if held_out is not None:
-            metric, k = self.early_stopping_metric, self.early_stopping_k
-
-            def evaluate(user_factors: np.ndarray, item_factors: np.ndarray) -> float:
-                self.user_factors_, self.item_factors_ = user_factors, item_factors
-                return self._evaluate_matrix(held_out, (metric,), (k,))[f"{metric}@{k}"]
 
         def on_epoch_end(result: TrainingResult) -> None:
             done = result.epoch >= self.epochs or result.stopped_early
@@ -453,29 +408,7 @@ class DiffMMRecommender(BaseRecommender):
             ):
                 self._write_checkpoint(trainer, result, fingerprint)
 
-        with _Progress(self.epochs, enabled=bool(self.verbose)) as progress:
-            if state is not None:
-                progress.skip(state.epoch)
-            try:
-                result = trainer.run(
-                    evaluate, progress=progress.update, on_epoch_end=on_epoch_end, state=state
-                )
-            except NonFiniteLossError as exc:
-                self.history_ = exc.history
-                if exc.snapshot is not None:
-                    self._finish(trainer, exc.snapshot)
-                raise
-        self.history_ = result.history
-        self.stopped_early_ = result.stopped_early
-        self.interrupted_ = result.interrupted
-        self._finish(trainer, result.best)
-        if result.interrupted:
-            warnings.warn(
-                f"Training was interrupted after epoch {result.epoch}; the model keeps the "
-                f"weights of epoch {self.best_epoch_}.",
-                UserWarning,
-                stacklevel=2,
-            )
+        self._run_trainer(trainer, held_out, on_epoch_end=on_epoch_end, state=state)
         return self
 
     def _network_config(self, n_items: int, feature_dims: tuple[int, ...]) -> NetworkConfig:
@@ -567,9 +500,7 @@ class DiffMMRecommender(BaseRecommender):
 
     def _finish(self, trainer: Trainer, best: Snapshot) -> None:
         """Keep the chosen epoch's weights, graphs and output embeddings (on the CPU)."""
-        self.user_factors_, self.item_factors_ = trainer.embeddings(best.graphs)
-        self.best_epoch_ = best.epoch
-        self.network_ = trainer.network.cpu()
+        super()._finish(trainer, best)
         self.denoisers_ = [d.cpu() for d in trainer.denoisers]
         self.generated_graphs_ = (
             None if best.graphs is None else [_to_scipy(g) for g in best.graphs]
@@ -596,13 +527,6 @@ class DiffMMRecommender(BaseRecommender):
                 tuple(self.network_.modality_features(m).shape)
                 for m in range(len(self.modalities_))
             ),
-            "user_factors_": self.user_factors_,
-            "item_factors_": self.item_factors_,
-            "history_": self.history_,
-            "best_epoch_": self.best_epoch_,
-            "stopped_early_": self.stopped_early_,
-            "interrupted_": getattr(self, "interrupted_", False),
-            "device_": str(self.device_),
             "network": self.network_.state_dict(),
             "denoisers": [d.state_dict() for d in self.denoisers_],
             "generated_graphs_": graphs,
@@ -616,13 +540,6 @@ class DiffMMRecommender(BaseRecommender):
         self.network_.load_state_dict(state["network"])
         for denoiser, weights in zip(self.denoisers_, state["denoisers"], strict=True):
             denoiser.load_state_dict(weights)
-        self.user_factors_ = np.asarray(state["user_factors_"], dtype=np.float32)
-        self.item_factors_ = np.asarray(state["item_factors_"], dtype=np.float32)
-        self.history_ = list(state["history_"])
-        self.best_epoch_ = int(state["best_epoch_"])
-        self.stopped_early_ = bool(state["stopped_early_"])
-        self.interrupted_ = bool(state["interrupted_"])
-        self.device_ = torch.device(state["device_"])
         self.generated_graphs_ = None
         if state["generated_graphs_"] is not None:
             self.generated_graphs_ = [
@@ -875,21 +792,6 @@ class DiffMMRecommender(BaseRecommender):
         )
         return self
 
-    # -- scoring ---------------------------------------------------------------------------
-
-    def _score_block(self, user_indices: np.ndarray) -> np.ndarray:
-        check_is_fitted(self, "user_factors_")
-        return self.user_factors_[user_indices] @ self.item_factors_.T
-
-    def _score_pairs(self, user_indices: np.ndarray, item_indices: np.ndarray) -> np.ndarray:
-        check_is_fitted(self, "user_factors_")
-        return np.einsum(
-            "ij,ij->i", self.user_factors_[user_indices], self.item_factors_[item_indices]
-        )
-
-    def __sklearn_is_fitted__(self) -> bool:
-        return hasattr(self, "user_factors_") and hasattr(self, "best_epoch_")
-
 
 def _to_scipy(graph: torch.Tensor) -> sp.csr_matrix:
     graph = graph.cpu()
@@ -931,38 +833,3 @@ def _fingerprint(
         digest.update(name.encode())
         digest.update(np.ascontiguousarray(values).tobytes())
     return digest.hexdigest()
-
-
-class _Progress:
-    """A tqdm bar over epochs with the latest losses, or nothing."""
-
-    def __init__(self, total: int, *, enabled: bool) -> None:
-        self.total = total
-        self.enabled = enabled
-        self.bar = None
-
-    def __enter__(self) -> _Progress:
-        if self.enabled:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=self.total, desc="DiffMM", unit="epoch")
-        return self
-
-    def skip(self, epochs: int) -> None:
-        if self.bar is not None:
-            self.bar.update(epochs)
-
-    def update(self, epoch: int, record: dict[str, float]) -> None:
-        if self.bar is not None:
-            self.bar.set_postfix(
-                {
-                    k.removeprefix("loss_"): f"{v:.4g}"
-                    for k, v in record.items()
-                    if k.startswith(("loss_", "validation"))
-                }
-            )
-            self.bar.update(1)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.close()

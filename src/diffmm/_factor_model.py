@@ -1,0 +1,229 @@
+"""What the recommenders trained by :class:`~diffmm._training.Trainer` share.
+
+They learn one output embedding per user and per item and score by dot product. Device
+resolution, random streams, validation with early stopping, the training run (progress bar,
+non-finite losses, Ctrl-C) and the fitted factors (scoring, persistence) live here once;
+``DiffMMRecommender`` and ``LightGCNRecommender`` add their networks and hyper-parameters.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.utils.validation import check_is_fitted
+
+from ._base import BaseRecommender
+from ._training import NonFiniteLossError, Snapshot, Trainer, TrainingResult
+from ._validation import Interval, Options, Predicate
+
+__all__ = ["NON_NEGATIVE", "POSITIVE", "POSITIVE_INT", "FactorRecommender"]
+
+POSITIVE_INT = Interval(numbers.Integral, 1, None)
+NON_NEGATIVE = Interval(numbers.Real, 0, None)
+POSITIVE = Interval(numbers.Real, 0, None, closed="neither")
+
+
+def _device_ok(value: Any) -> bool:
+    if value == "auto" or isinstance(value, torch.device):
+        return True
+    torch.device(value)  # raises for nonsense
+    return isinstance(value, str)
+
+
+class FactorRecommender(BaseRecommender):
+    """Base of recommenders whose scores are ``user_factors_ @ item_factors_.T`` (not public).
+
+    Subclasses build a network and a :class:`Trainer` in ``fit`` and hand it to
+    :meth:`_run_trainer`, which trains, selects the best epoch on the validation data and
+    stores the fitted factors. They extend :meth:`_finish`, :meth:`_fitted_state` and
+    :meth:`_set_fitted_state` with their own modules.
+    """
+
+    _parameter_constraints: dict[str, list] = {
+        "embedding_dim": [POSITIVE_INT],
+        "l2_weight": [NON_NEGATIVE],
+        "epochs": [POSITIVE_INT],
+        "batch_size": [POSITIVE_INT],
+        "learning_rate": [POSITIVE],
+        "eval_every": [POSITIVE_INT],
+        "early_stopping_metric": [
+            Options({"recall", "precision", "ndcg", "hit_rate", "map", "mrr"})
+        ],
+        "early_stopping_k": [POSITIVE_INT],
+        "patience": [POSITIVE_INT, None],
+        "device": [Predicate(_device_ok, "'auto', a device string or a torch.device")],
+        "random_state": [Interval(numbers.Integral, 0, None), np.random.Generator, None],
+        "verbose": [bool, Interval(numbers.Integral, 0, None)],
+    }
+    _progress_name: str = "training"
+
+    # -- fitting ---------------------------------------------------------------------------
+
+    def _resolve_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = torch.device(self.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={self.device!r} was requested but CUDA is not available.")
+        return device
+
+    def _random_streams(
+        self, device: torch.device
+    ) -> tuple[np.random.Generator, torch.Generator, torch.Generator]:
+        """From ``random_state``: the trainer's NumPy stream, then the init and train generators.
+
+        Initial weights come from a CPU generator, so they do not depend on the device.
+        """
+        rng = np.random.default_rng(self.random_state)
+        init_generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        train_generator = torch.Generator(device=device).manual_seed(int(rng.integers(2**62)))
+        return rng, init_generator, train_generator
+
+    def _validation_matrix(self, validation_data: Any) -> sp.csr_matrix | None:
+        if validation_data is None:
+            return None
+        held_out = self._held_out_matrix(validation_data, "validation_data")
+        if held_out.nnz == 0:
+            raise ValueError("validation_data holds no interaction of the fitted users/items.")
+        return held_out
+
+    def _validation_scorer(
+        self, held_out: sp.csr_matrix | None
+    ) -> Callable[[np.ndarray, np.ndarray], float] | None:
+        """``early_stopping_metric@early_stopping_k`` of given factors on ``held_out``."""
+        if held_out is None:
+            return None
+        metric, k = self.early_stopping_metric, self.early_stopping_k
+
+        def evaluate(user_factors: np.ndarray, item_factors: np.ndarray) -> float:
+            self.user_factors_, self.item_factors_ = user_factors, item_factors
+            return self._evaluate_matrix(held_out, (metric,), (k,))[f"{metric}@{k}"]
+
+        return evaluate
+
+    def _run_trainer(
+        self,
+        trainer: Trainer,
+        held_out: sp.csr_matrix | None,
+        *,
+        on_epoch_end: Callable[[TrainingResult], None] | None = None,
+        state: TrainingResult | None = None,
+    ) -> TrainingResult:
+        """Train (continuing ``state`` if given), keep the best epoch and set the fitted state.
+
+        Sets ``history_``, ``stopped_early_``, ``interrupted_`` and, through :meth:`_finish`,
+        the factors; warns after Ctrl-C and re-raises :class:`NonFiniteLossError` after keeping
+        the best weights so far.
+        """
+        evaluate = self._validation_scorer(held_out)
+        with _Progress(self.epochs, enabled=bool(self.verbose), desc=self._progress_name) as bar:
+            if state is not None:
+                bar.skip(state.epoch)
+            try:
+                result = trainer.run(
+                    evaluate, progress=bar.update, on_epoch_end=on_epoch_end, state=state
+                )
+            except NonFiniteLossError as exc:
+                self.history_ = exc.history
+                if exc.snapshot is not None:
+                    self._finish(trainer, exc.snapshot)
+                raise
+        self.history_ = result.history
+        self.stopped_early_ = result.stopped_early
+        self.interrupted_ = result.interrupted
+        self._finish(trainer, result.best)
+        if result.interrupted:
+            warnings.warn(
+                f"Training was interrupted after epoch {result.epoch}; the model keeps the "
+                f"weights of epoch {self.best_epoch_}.",
+                UserWarning,
+                stacklevel=3,  # the caller of fit
+            )
+        return result
+
+    def _finish(self, trainer: Trainer, best: Snapshot) -> None:
+        """Keep the chosen epoch's output embeddings and network (on the CPU)."""
+        self.user_factors_, self.item_factors_ = trainer.embeddings(best.graphs)
+        self.best_epoch_ = best.epoch
+        self.network_ = trainer.network.cpu()
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def _fitted_state(self) -> dict[str, Any]:
+        return {
+            **super()._fitted_state(),
+            "user_factors_": self.user_factors_,
+            "item_factors_": self.item_factors_,
+            "history_": self.history_,
+            "best_epoch_": self.best_epoch_,
+            "stopped_early_": self.stopped_early_,
+            "interrupted_": getattr(self, "interrupted_", False),
+            "device_": str(self.device_),
+        }
+
+    def _set_fitted_state(self, state: dict[str, Any]) -> None:
+        super()._set_fitted_state(state)
+        self.user_factors_ = np.asarray(state["user_factors_"], dtype=np.float32)
+        self.item_factors_ = np.asarray(state["item_factors_"], dtype=np.float32)
+        self.history_ = list(state["history_"])
+        self.best_epoch_ = int(state["best_epoch_"])
+        self.stopped_early_ = bool(state["stopped_early_"])
+        self.interrupted_ = bool(state["interrupted_"])
+        self.device_ = torch.device(state["device_"])
+
+    # -- scoring ---------------------------------------------------------------------------
+
+    def _score_block(self, user_indices: np.ndarray) -> np.ndarray:
+        check_is_fitted(self, "user_factors_")
+        return self.user_factors_[user_indices] @ self.item_factors_.T
+
+    def _score_pairs(self, user_indices: np.ndarray, item_indices: np.ndarray) -> np.ndarray:
+        check_is_fitted(self, "user_factors_")
+        return np.einsum(
+            "ij,ij->i", self.user_factors_[user_indices], self.item_factors_[item_indices]
+        )
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "user_factors_") and hasattr(self, "best_epoch_")
+
+
+class _Progress:
+    """A tqdm bar over epochs with the latest losses, or nothing."""
+
+    def __init__(self, total: int, *, enabled: bool, desc: str) -> None:
+        self.total = total
+        self.enabled = enabled
+        self.desc = desc
+        self.bar = None
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.total, desc=self.desc, unit="epoch")
+        return self
+
+    def skip(self, epochs: int) -> None:
+        if self.bar is not None:
+            self.bar.update(epochs)
+
+    def update(self, epoch: int, record: dict[str, float]) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(
+                {
+                    k.removeprefix("loss_"): f"{v:.4g}"
+                    for k, v in record.items()
+                    if k.startswith(("loss_", "validation"))
+                }
+            )
+            self.bar.update(1)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
