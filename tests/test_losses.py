@@ -7,7 +7,9 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
+from diffmm import losses
 from diffmm.losses import alignment_loss, bpr_loss, diffusion_loss, info_nce, l2_penalty
 
 # ---------------------------------------------------------------------------
@@ -221,6 +223,173 @@ def test_info_nce_gradcheck():
     y = torch.randn(5, 3, dtype=torch.float64, generator=gen, requires_grad=True)
     nodes = torch.tensor([0, 2, 2, 4])
     assert torch.autograd.gradcheck(lambda a, b: info_nce(a, b, nodes, 0.3), (x, y))
+
+
+def old_info_nce(view_x, view_y, nodes, temperature):
+    """The direct autograd implementation that ``info_nce`` replaced, kept as the reference."""
+    x = F.normalize(view_x[nodes], dim=-1) / temperature
+    y = F.normalize(view_y, dim=-1)
+    positive = (x * y[nodes]).sum(-1)
+    return (torch.logsumexp(x @ y.T, dim=-1) - positive).mean()
+
+
+def value_and_grads(fn, x, y, nodes, tau):
+    x = x.detach().clone().requires_grad_(True)
+    y = y.detach().clone().requires_grad_(True)
+    loss = fn(x, y, nodes, tau)
+    loss.backward()
+    return loss.detach(), x.grad, y.grad
+
+
+def views(n_x, n_y, dim, dtype, seed, device="cpu"):
+    gen = torch.Generator().manual_seed(seed)
+    scale = torch.rand(n_x, 1, generator=gen, dtype=torch.float64) * 3 + 0.5
+    x = (torch.randn(n_x, dim, generator=gen, dtype=torch.float64) * scale).to(dtype)
+    y = torch.randn(n_y, dim, generator=gen, dtype=torch.float64).to(dtype)
+    return x.to(device), y.to(device)
+
+
+@pytest.fixture(params=[None, 3], ids=["one_block", "blocks_of_3"])
+def block_bytes(request, monkeypatch):
+    """Also run with blocks of 3 rows, so that there are several and the last is partial."""
+    if request.param is not None:
+        monkeypatch.setattr(losses, "_block_rows", lambda x, y: request.param)
+    return request.param
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("tau", [0.1, 0.5, 1.0])
+def test_info_nce_matches_old_implementation(tau, dtype, block_bytes):
+    x, y = views(40, 40, 6, dtype, seed=10)
+    nodes = torch.tensor([0, 3, 3, 3, 7, 39, 12, 7, 0, 25, 26, 27, 28])  # repeats, any order
+    new = value_and_grads(info_nce, x, y, nodes, tau)
+    old = value_and_grads(old_info_nce, x, y, nodes, tau)
+    tol = {} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-6}
+    for a, b in zip(new, old, strict=True):
+        assert a.dtype == dtype
+        torch.testing.assert_close(a, b, **tol)
+
+
+def test_info_nce_x_and_y_of_different_lengths(block_bytes):
+    # The item call of the trainer: x and y share their rows, but Y may be another view size.
+    x, y = views(30, 50, 4, torch.float64, seed=11)
+    nodes = torch.tensor([29, 1, 1, 5])
+    for a, b in zip(
+        value_and_grads(info_nce, x, y, nodes, 0.2),
+        value_and_grads(old_info_nce, x, y, nodes, 0.2),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("tau", [0.05, 0.3])
+def test_info_nce_gradcheck_with_repeats_and_blocks(tau, block_bytes):
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(7, 3, dtype=torch.float64, generator=gen, requires_grad=True)
+    y = torch.randn(7, 3, dtype=torch.float64, generator=gen, requires_grad=True)
+    nodes = torch.tensor([6, 0, 2, 2, 4, 2, 1])
+    assert torch.autograd.gradcheck(lambda a, b: info_nce(a, b, nodes, tau), (x, y))
+
+
+def test_info_nce_gradient_for_one_view_only():
+    x, y = views(8, 8, 3, torch.float64, seed=12)
+    nodes = torch.tensor([1, 1, 5])
+    xs = x.clone().requires_grad_(True)
+    info_nce(xs, y, nodes, 0.4).backward()
+    xr = x.clone().requires_grad_(True)
+    old_info_nce(xr, y, nodes, 0.4).backward()
+    torch.testing.assert_close(xs.grad, xr.grad)
+    ys = y.clone().requires_grad_(True)
+    info_nce(x, ys, nodes, 0.4).backward()
+    yr = y.clone().requires_grad_(True)
+    old_info_nce(x, yr, nodes, 0.4).backward()
+    torch.testing.assert_close(ys.grad, yr.grad)
+    with torch.no_grad():
+        torch.testing.assert_close(info_nce(x, y, nodes, 0.4), old_info_nce(x, y, nodes, 0.4))
+
+
+def test_info_nce_backward_twice_with_retain_graph():
+    x, y = views(6, 6, 3, torch.float64, seed=13)
+    x.requires_grad_(True)
+    loss = info_nce(x, y, torch.tensor([0, 5, 5]), 0.5)
+    loss.backward(retain_graph=True)
+    first = x.grad.clone()
+    loss.backward()
+    torch.testing.assert_close(x.grad, 2 * first)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("tau", [1e-2, 1e-3, 1e-4])
+def test_info_nce_large_logits_nearly_equal_rows(tau, dtype, block_bytes):
+    # Rows of Y nearly equal to each other and to X: every logit is close to 1/τ (up to 10⁴),
+    # far past exp's float32 range; the shift must keep everything finite. For these τ the
+    # loss takes the exact-row-maximum path, in float32 and (τ ≤ 1e-3) in float64.
+    gen = torch.Generator().manual_seed(4)
+    base = torch.randn(1, 5, dtype=torch.float64, generator=gen)
+    x = base + 1e-4 * torch.randn(12, 5, dtype=torch.float64, generator=gen)
+    y = base + 1e-4 * torch.randn(12, 5, dtype=torch.float64, generator=gen)
+    nodes = torch.tensor([0, 4, 4, 11, 2])
+    new = value_and_grads(info_nce, x.to(dtype), y.to(dtype), nodes, tau)
+    for t in new:
+        assert torch.isfinite(t).all()
+    old = value_and_grads(old_info_nce, x, y, nodes, tau)
+    if dtype == torch.float64:
+        for a, b in zip(new, old, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-9)
+    else:
+        torch.testing.assert_close(new[0], old[0].float(), rtol=1e-3, atol=1e-2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_info_nce_worst_case_for_the_positive_shift(dtype):
+    # Positive anti-aligned (x·y_n = −1/τ), every other row aligned (+1/τ): the exponents
+    # relative to the positive reach 2/τ. τ = 0.03 still takes the positive-shift path in
+    # float32 (2/τ + log n < log(max) − 4), with exp(66.7) ≈ 1e29 in the sum.
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(6, 4, dtype=torch.float64, generator=gen)
+    y = x.clone()
+    y[2] = -x[2]
+    x[:] = x[2]
+    y[[0, 1, 3, 4, 5]] = x[2]
+    nodes = torch.tensor([2, 2, 0])
+    assert 2 / 0.03 + math.log(6) < math.log(torch.finfo(torch.float32).max) - 4
+    new = value_and_grads(info_nce, x.to(dtype), y.to(dtype), nodes, 0.03)
+    old = value_and_grads(old_info_nce, x, y, nodes, 0.03)
+    tol = {} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-4}
+    for a, b in zip(new, old, strict=True):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a, b.to(dtype), **tol)
+
+
+def test_info_nce_shift_paths_agree():
+    # The positive-shift path and the row-maximum path compute the same log-sum-exp.
+    x, y = views(9, 11, 4, torch.float64, seed=14)
+    x = F.normalize(x, dim=-1) / 0.2
+    y = F.normalize(y, dim=-1)
+    shift = (x * y[:9]).sum(-1)
+    with_shift = losses._RowLogSumExp.apply(x, y, shift, 4)
+    with_max = losses._RowLogSumExp.apply(x, y, None, 4)
+    torch.testing.assert_close(with_shift, with_max)
+    torch.testing.assert_close(with_shift, torch.logsumexp(x @ y.T, dim=-1))
+
+
+def test_info_nce_empty_batch_is_nan_like_a_mean():
+    x, y = views(4, 4, 3, torch.float64, seed=15)
+    assert torch.isnan(info_nce(x, y, torch.tensor([], dtype=torch.int64), 0.5))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_info_nce_cuda_matches_cpu_reference(dtype):
+    x, y = views(300, 500, 16, dtype, seed=16)
+    nodes = torch.randint(0, 300, (128,), generator=torch.Generator().manual_seed(0))
+    new = value_and_grads(info_nce, x.cuda(), y.cuda(), nodes.cuda(), 0.2)
+    old = value_and_grads(old_info_nce, x, y, nodes, 0.2)
+    tol = {} if dtype == torch.float64 else {"rtol": 1e-4, "atol": 1e-6}
+    for a, b in zip(new, old, strict=True):
+        assert a.device.type == "cuda"
+        torch.testing.assert_close(a.cpu(), b, **tol)
 
 
 # ---------------------------------------------------------------------------

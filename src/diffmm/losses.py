@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 __all__ = ["alignment_loss", "bpr_loss", "diffusion_loss", "info_nce", "l2_penalty"]
 
@@ -33,20 +36,114 @@ def info_nce(
     """InfoNCE of ``view_x[nodes]`` against all rows of ``view_y`` (SPEC §6).
 
     ``−mean_n log(exp(x_n·y_n/τ) / Σ_{n'} exp(x_n·y_{n'}/τ))`` on L2-normalised rows, with the
-    sum over every row of ``view_y``; computed with ``logsumexp`` for stability.
+    mean over the entries of ``nodes`` (duplicates count as often as they appear) and the sum
+    over every row of ``view_y``.
+
+    The (batch, n_nodes) similarities are computed once, exponentiated in place with a per-row
+    shift (no overflow for any temperature), and kept for the backward pass, which needs only
+    two matrix products; on CPU repeated nodes are computed once and weighted by their counts,
+    and the similarities are processed in blocks of rows. Value and gradients are those of the
+    direct ``logsumexp`` formula up to floating-point rounding. Higher-order gradients are not
+    supported.
 
     Parameters
     ----------
     view_x, view_y : Tensor of shape (n_nodes, dim)
+        Two views of the same nodes, floating point, on one device.
     nodes : LongTensor of shape (batch,)
+        Rows of ``view_x`` (and their positives in ``view_y``) in the batch; repeats allowed.
     temperature : float
+        ``τ > 0``.
+
+    Returns
+    -------
+    Tensor of shape ()
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.eye(3)
+    >>> round(float(info_nce(x, x, torch.tensor([0, 2]), 0.5)), 4)
+    0.2395
     """
+    if view_x.device.type == "cpu":
+        # The cost is per row; on CUDA it is small, and unique would synchronise the host.
+        rows, counts = torch.unique(nodes, return_counts=True)
+    else:
+        rows, counts = nodes, None
     # Scaling the (batch, dim) side by 1/τ before the product saves a pass over the
-    # (batch, n_nodes) similarity matrix.
-    x = F.normalize(view_x[nodes], dim=-1) / temperature
+    # (batch, n_nodes) similarities. Normalisation and scaling stay with autograd.
+    x = F.normalize(view_x[rows], dim=-1) / temperature
     y = F.normalize(view_y, dim=-1)
-    positive = (x * y[nodes]).sum(-1)
-    return (torch.logsumexp(x @ y.T, dim=-1) - positive).mean()
+    positive = (x * y[rows]).sum(-1)
+    # |x·y| ≤ 1/τ on normalised rows, so with the positive as shift every exponent is at most
+    # 2/τ and the row sum at most n·exp(2/τ), at least ~1 (the positive's own term). If that
+    # could overflow, shift by the exact row maximum instead (one more pass).
+    limit = math.log(torch.finfo(x.dtype).max) - 4.0
+    safe = 2.0 / abs(temperature) + math.log(max(y.shape[0], 1)) < limit
+    shift = positive.detach() if safe else None
+    per_row = _RowLogSumExp.apply(x, y, shift, _block_rows(x, y)) - positive
+    if counts is None:
+        return per_row.mean()
+    return (per_row * counts.to(per_row.dtype)).sum() / nodes.numel()
+
+
+# On CPU the (block, n_nodes) pieces stay under glibc's largest mmap threshold (32 MiB), so
+# freed blocks are reused from the heap instead of being mapped afresh, a page fault per 4 KiB
+# that at TikTok sizes costs about as much as the matrix product itself.
+_BLOCK_BYTES = 8 << 20
+
+
+def _block_rows(x: torch.Tensor, y: torch.Tensor) -> int:
+    if x.device.type != "cpu":
+        return max(x.shape[0], 1)
+    return max(1, _BLOCK_BYTES // max(y.shape[0] * y.element_size(), 1))
+
+
+class _RowLogSumExp(torch.autograd.Function):
+    """``logsumexp(x @ y.T, dim=1)``, keeping ``exp(x @ y.T − shift)`` for the backward.
+
+    ``shift`` (detached, shape (batch,)) must keep the exponents from overflowing; ``None``
+    uses the row maxima. The result does not depend on it, hence no gradient for it.
+    """
+
+    @staticmethod
+    def forward(ctx, x, y, shift, block):
+        n_rows = x.shape[0]
+        sums = x.new_empty(n_rows)
+        shifts = x.new_empty(n_rows) if shift is None else shift
+        blocks = []
+        for start in range(0, n_rows, block):
+            stop = min(start + block, n_rows)
+            e = torch.mm(x[start:stop], y.T)
+            if shift is None:
+                torch.amax(e, dim=1, out=shifts[start:stop])
+            e.sub_(shifts[start:stop, None]).exp_()
+            torch.sum(e, dim=1, out=sums[start:stop])
+            blocks.append(e)
+        if any(ctx.needs_input_grad[:2]):
+            ctx.save_for_backward(x, y, sums, *blocks)
+        return shifts + sums.log()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        x, y, sums, *blocks = ctx.saved_tensors
+        # d lse_b / d x_b = Σ_n P_bn y_n with P = E / sums: fold 1/sums into the (batch,) scale.
+        scale = (grad / sums)[:, None]
+        grad_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None
+        grad_y = torch.zeros_like(y) if ctx.needs_input_grad[1] else None
+        start = 0
+        for e in blocks:
+            stop = start + e.shape[0]
+            if grad_x is not None:
+                torch.mm(e, y, out=grad_x[start:stop])
+            if grad_y is not None:
+                grad_y.addmm_(e.T, x[start:stop] * scale[start:stop])
+            start = stop
+        if grad_x is not None:
+            grad_x.mul_(scale)
+        return grad_x, grad_y, None, None
 
 
 def diffusion_loss(x0: torch.Tensor, x0_pred: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
