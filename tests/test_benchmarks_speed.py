@@ -1,0 +1,60 @@
+"""``benchmarks/speed.py --quick`` runs end to end and writes the promised JSON and markdown.
+
+No timing is asserted: only that every measurement is there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
+
+
+def test_speed_quick_writes_results(tmp_path):
+    # One thread per process: the data are tiny and the test machine has few cores.
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = ["--quick", "--device", "cpu", "--threads", "1", "--label", "smoke"]
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), *args, "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "| scenario | device | precision |" in result.stdout
+
+    report = json.loads((tmp_path / "speed_smoke.json").read_text())
+    assert (tmp_path / "speed_smoke.md").read_text().startswith("# Speed and memory: smoke")
+    assert {"label", "created", "command", "machine", "scenarios"} <= set(report)
+    assert {"cpu", "torch", "cuda_device", "logical_cpus"} <= set(report["machine"])
+    (scenario,) = report["scenarios"]
+    assert scenario["scenario"] == "quick"
+    assert scenario["threads"] == 1
+    assert scenario["epochs_run"] == 2 and "warm-up" in scenario["epochs_note"]
+    phases = {"denoiser", "generation", "recommender", "evaluation", "total"}
+    assert set(scenario["seconds"]) == phases
+    assert all(v is not None and v >= 0 for v in scenario["seconds"].values())
+    assert set(scenario["efficiency"]) == {"denoiser", "generation"}
+    assert scenario["flops"]["generation"] == 5 * scenario["flops"]["forward_per_user"] * 200 * 2
+    assert scenario["matmul"]["fp32"]["gflops_per_s"] > 0
+    assert "bf16" in scenario["matmul"]
+    assert {
+        "recommend_users_per_s",
+        "bare_users_per_s",
+        "recommend_over_bare",
+    } <= set(scenario["recommend"])
+    memory = scenario["memory"]
+    assert {"rss_before_training_gb", "peak_rss_fit_gb", "gpu_peak_allocated_gb"} <= set(memory)
+    assert memory["gpu_peak_allocated_gb"] is None
+    estimate = memory["estimate"]
+    assert {"parameters_adam_snapshots", "features", "graphs", "dense_peak"} <= set(
+        estimate["parts_gb"]
+    )
+    assert estimate["model_gb"] > 0
