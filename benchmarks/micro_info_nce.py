@@ -15,7 +15,8 @@ batches of 1,024 interactions):
 
 Each measurement alternates the contenders (old, new, old, new, ...) so that load from other
 processes hits both alike; the median (and the minimum) of the repeats are reported, with the
-ratio of the medians. Float32 on the CPU unless ``--device``.
+ratio of the medians. Float32 on the CPU unless ``--device`` (on CUDA ``info_nce`` is the
+direct formula, so only the ``spmm`` lines compare different code there).
 
 Run::
 

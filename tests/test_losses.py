@@ -253,7 +253,7 @@ def views(n_x, n_y, dim, dtype, seed, device="cpu"):
 def block_bytes(request, monkeypatch):
     """Also run with blocks of 3 rows, so that there are several and the last is partial."""
     if request.param is not None:
-        monkeypatch.setattr(losses, "_block_rows", lambda x, y: request.param)
+        monkeypatch.setattr(losses, "_block_rows", lambda y: request.param)
     return request.param
 
 

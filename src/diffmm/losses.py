@@ -39,12 +39,13 @@ def info_nce(
     mean over the entries of ``nodes`` (duplicates count as often as they appear) and the sum
     over every row of ``view_y``.
 
-    The (batch, n_nodes) similarities are computed once, exponentiated in place with a per-row
-    shift (no overflow for any temperature), and kept for the backward pass, which needs only
-    two matrix products; on CPU repeated nodes are computed once and weighted by their counts,
-    and the similarities are processed in blocks of rows. Value and gradients are those of the
-    direct ``logsumexp`` formula up to floating-point rounding. Higher-order gradients are not
-    supported.
+    On CPU, repeated nodes are computed once and weighted by their counts, and the
+    (batch, n_nodes) similarities are computed once, in blocks of rows, exponentiated in place
+    with a per-row shift (no overflow for any temperature) and kept for the backward pass,
+    which needs only two matrix products; higher-order gradients are not supported there. On
+    other devices, where the few passes over the similarities cost less than extra kernel
+    launches, it is the direct ``logsumexp`` formula. Both give the same value and gradients
+    up to floating-point rounding.
 
     Parameters
     ----------
@@ -66,13 +67,16 @@ def info_nce(
     >>> round(float(info_nce(x, x, torch.tensor([0, 2]), 0.5)), 4)
     0.2395
     """
-    if view_x.device.type == "cpu":
-        # The cost is per row; on CUDA it is small, and unique would synchronise the host.
-        rows, counts = torch.unique(nodes, return_counts=True)
-    else:
-        rows, counts = nodes, None
-    # Scaling the (batch, dim) side by 1/τ before the product saves a pass over the
-    # (batch, n_nodes) similarities. Normalisation and scaling stay with autograd.
+    if view_x.device.type != "cpu":
+        # Launch-bound on CUDA: at TikTok sizes on an H200 the path below was ~8% slower.
+        # Scaling the (batch, dim) side by 1/τ saves a pass over the (batch, n_nodes) logits.
+        x = F.normalize(view_x[nodes], dim=-1) / temperature
+        y = F.normalize(view_y, dim=-1)
+        positive = (x * y[nodes]).sum(-1)
+        return (torch.logsumexp(x @ y.T, dim=-1) - positive).mean()
+    # Every term depends on its node only: compute each distinct node once.
+    rows, counts = torch.unique(nodes, return_counts=True)
+    # Normalisation and 1/τ stay with autograd; they touch (batch, dim) tensors only.
     x = F.normalize(view_x[rows], dim=-1) / temperature
     y = F.normalize(view_y, dim=-1)
     positive = (x * y[rows]).sum(-1)
@@ -82,21 +86,17 @@ def info_nce(
     limit = math.log(torch.finfo(x.dtype).max) - 4.0
     safe = 2.0 / abs(temperature) + math.log(max(y.shape[0], 1)) < limit
     shift = positive.detach() if safe else None
-    per_row = _RowLogSumExp.apply(x, y, shift, _block_rows(x, y)) - positive
-    if counts is None:
-        return per_row.mean()
+    per_row = _RowLogSumExp.apply(x, y, shift, _block_rows(y)) - positive
     return (per_row * counts.to(per_row.dtype)).sum() / nodes.numel()
 
 
-# On CPU the (block, n_nodes) pieces stay under glibc's largest mmap threshold (32 MiB), so
+# The (block, n_nodes) pieces stay under glibc's largest mmap threshold (32 MiB), so
 # freed blocks are reused from the heap instead of being mapped afresh, a page fault per 4 KiB
 # that at TikTok sizes costs about as much as the matrix product itself.
 _BLOCK_BYTES = 8 << 20
 
 
-def _block_rows(x: torch.Tensor, y: torch.Tensor) -> int:
-    if x.device.type != "cpu":
-        return max(x.shape[0], 1)
+def _block_rows(y: torch.Tensor) -> int:
     return max(1, _BLOCK_BYTES // max(y.shape[0] * y.element_size(), 1))
 
 
