@@ -128,7 +128,9 @@ def drop_edges(
         return graph
     crow, col, values = graph.crow_indices(), graph.col_indices(), graph.values()
     n = graph.shape[0]
-    draw = torch.rand(values.shape, generator=generator, device="cpu").to(values.device)
+    # Draw where the generator lives (a CUDA generator cannot fill a CPU tensor).
+    where = generator.device if generator is not None else values.device
+    draw = torch.rand(values.shape, generator=generator, device=where).to(values.device)
     mask = draw < keep_rate
     rows = torch.repeat_interleave(torch.arange(n, device=values.device), torch.diff(crow))
     counts = torch.bincount(rows[mask], minlength=n)
