@@ -45,7 +45,11 @@ RESULTS = ROOT / "benchmarks" / "results"
 # name -> (kind, settings); DiffMM settings are overrides of the "tiktok" preset.
 CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "popularity": ("popularity", {}),
-    "lightgcn": ("lightgcn", {"n_layers": 3, "l2_weight": 1e-4, "epochs": 200}),
+    "lightgcn": ("lightgcn", {"n_layers": 3, "epochs": 200}),
+    "lightgcn_2layers": ("lightgcn", {"n_layers": 2, "epochs": 200}),
+    "lightgcn_4layers": ("lightgcn", {"n_layers": 4, "epochs": 200}),
+    "lightgcn_lr5e-3": ("lightgcn", {"n_layers": 3, "epochs": 200, "learning_rate": 5e-3}),
+    "lightgcn_l2_1e-3": ("lightgcn", {"n_layers": 3, "epochs": 200, "l2_weight": 1e-3}),
     "spec": ("diffmm", {}),
     "no_diffusion": ("diffmm", {"generate_graphs": False}),
     "no_contrastive": ("diffmm", {"contrastive": None}),
@@ -67,6 +71,7 @@ GROUPS = {
         "modal_modal",
     ],
     "precision": ["spec_bf16"],
+    "baselines": ["lightgcn_2layers", "lightgcn_4layers", "lightgcn_lr5e-3", "lightgcn_l2_1e-3"],
     "tuned": ["tuned"],
 }
 # One-at-a-time sweeps around the SPEC TikTok settings (the list of what matters).
@@ -255,6 +260,10 @@ def run(args) -> None:
             kind, settings = CONFIGS[config]
             seeds = args.seeds[:1] if kind == "popularity" else args.seeds
             queue += [_job(config, group, kind, settings, s, args) for s in seeds]
+    for config in args.configs:
+        kind, settings = CONFIGS[config]
+        group = next((g for g, names in GROUPS.items() if config in names), "main")
+        queue += [_job(config, group, kind, settings, s, args) for s in args.seeds]
     queue = [j for j in queue if j["key"] not in done]
     stage_two_added = "tuning" not in args.groups
     deadline = time.monotonic() + args.deadline_minutes * 60 if args.deadline_minutes else None
@@ -344,7 +353,7 @@ def summarize(args) -> dict[str, Any]:
 
 
 def markdown(rows: dict[str, dict]) -> str:
-    order = ["main", "ablations", "precision", "tuned", "tuning"]
+    order = ["main", "baselines", "ablations", "precision", "tuned", "tuning"]
     header = (
         "| configuration | seeds | Recall@10 | Recall@20 | NDCG@10 | NDCG@20 | Precision@20 "
         "| best epochs | train s |\n|---|---|---|---|---|---|---|---|---|\n"
@@ -373,6 +382,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--groups", default="main,ablations", help="main,ablations,precision,tuning,tuned"
     )
+    parser.add_argument("--configs", default="", help="extra configurations by name")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--epochs", type=int, default=None, help="override the 50 epochs")
     parser.add_argument("--device", default="auto")
@@ -388,6 +398,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--summarize", action="store_true")
     args = parser.parse_args(argv)
     args.groups = [g for g in args.groups.split(",") if g]
+    args.configs = [c for c in args.configs.split(",") if c]
+    if set(args.configs) - set(CONFIGS):
+        parser.error(f"unknown configuration(s); choose from {sorted(CONFIGS)}")
     args.seeds = [int(s) for s in args.seeds.split(",")]
     if args.threads is None:
         args.threads = max(1, (os.cpu_count() or 1) // args.jobs)

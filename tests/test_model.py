@@ -229,30 +229,43 @@ def test_denoiser_train_mode_dropout_reproducible_with_generator():
 def test_denoiser_dropout_acts_on_x_t_only():
     n_items, keep = 200, 0.5
     d = Denoiser(n_items, (16,), generator=gen(0))
-    captured = {}
-
-    def hook(_module, args):
-        captured["h"] = args[0].detach().clone()
-
-    handle = d.layers[0].register_forward_pre_hook(hook)
-    try:
-        x = torch.rand(32, n_items) + 0.5  # strictly positive
-        t = torch.arange(32) % 5
-        out = d.train()(x, t, generator=gen(3))
-    finally:
-        handle.remove()
-    h = np64(captured["h"])
-    x_part, t_part = h[:, :n_items], h[:, n_items:]
-    xs = np64(x)
-    dropped = x_part == 0.0
-    # Each x entry is either dropped or scaled by 1/keep (inverted dropout).
-    np.testing.assert_allclose(x_part[~dropped], xs[~dropped] / keep, rtol=1e-6)
-    frac = dropped.mean()
-    assert abs(frac - 0.5) < 5 * math.sqrt(0.25 / dropped.size)
-    # The time embedding is not dropped.
-    np.testing.assert_allclose(t_part, ref_time_embedding(d.time_embedding, np64(t)), atol=1e-5)
-    # The output is the plain MLP on the dropped-out input.
+    x = torch.rand(32, n_items) + 0.5  # strictly positive
+    t = torch.arange(32) % 5
+    out = d.train()(x, t, generator=gen(3))
+    # The mask is the generator's first uniform draw over x's shape: entry kept when < keep.
+    kept = np64(torch.rand(x.shape, generator=gen(3))) < keep
+    frac = 1.0 - kept.mean()
+    assert abs(frac - 0.5) < 5 * math.sqrt(0.25 / kept.size)
+    # Inverted dropout on x only; the time embedding enters untouched; then the plain MLP.
+    x_part = np.where(kept, np64(x) / keep, 0.0)
+    t_part = ref_time_embedding(d.time_embedding, np64(t))
+    h = np.concatenate([x_part, t_part], axis=1)
     np.testing.assert_allclose(np64(out), ref_mlp(d, h), atol=2e-5)
+
+
+def test_denoiser_sparse_input_equals_dense():
+    d = Denoiser(30, (16,), generator=gen(0)).eval()
+    rng = np.random.default_rng(0)
+    x = torch.as_tensor((rng.random((7, 30)) < 0.1).astype(np.float32))
+    t = torch.tensor([4, 4, 4, 4, 4, 4, 4])
+    with torch.no_grad():
+        dense = d(x, t)
+        sparse = d(x.to_sparse_csr(), t)
+    np.testing.assert_allclose(np64(sparse), np64(dense), atol=1e-6)
+
+
+def test_denoiser_gradients_match_the_concatenated_layer():
+    # Splitting the first layer into data and time blocks changes no gradient.
+    d = Denoiser(20, (8,), generator=gen(0)).train()
+    x, t = torch.rand(5, 20), torch.tensor([0, 1, 2, 3, 4])
+    d(x, t, generator=gen(1)).pow(2).sum().backward()
+    kept = torch.rand(x.shape, generator=gen(1)) < 0.5
+    h = torch.cat([x * kept / 0.5, d.time_embedding(t)], dim=-1)
+    weight = d.layers[0].weight.detach().clone().requires_grad_(True)
+    out = torch.nn.functional.linear(h, weight, d.layers[0].bias)
+    out = d.layers[1](torch.tanh(out))
+    grad = torch.autograd.grad(out.pow(2).sum(), weight)[0]
+    np.testing.assert_allclose(np64(d.layers[0].weight.grad), np64(grad), rtol=1e-5, atol=1e-6)
 
 
 def test_denoiser_zero_dropout_train_equals_eval():

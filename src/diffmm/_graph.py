@@ -22,11 +22,17 @@ __all__ = [
 
 
 def sparse_csr(
-    crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, size: int
+    crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, size: int | tuple[int, int]
 ) -> torch.Tensor:
+    """A CSR tensor from its parts (square when ``size`` is an int), without torch's warnings.
+
+    The parts come from our own construction, so torch's invariant checks are skipped.
+    """
+    shape = (size, size) if isinstance(size, int) else tuple(size)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        return torch.sparse_csr_tensor(crow, col, values, (size, size), check_invariants=False)
+        warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly")
+        return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
 
 
 def bipartite_adjacency(

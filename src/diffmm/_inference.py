@@ -27,6 +27,7 @@ def denoise_rows(
     sampling_steps: int = 0,
     sampling_noise: bool = False,
     randn: Callable[[tuple[int, ...]], torch.Tensor] | None = None,
+    x0_sparse: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Run the reverse process from interaction rows ``x0`` (SPEC §4), without input dropout.
 
@@ -40,6 +41,9 @@ def denoise_rows(
     randn : callable, optional
         ``randn(shape)`` returns standard normal noise; required when ``sampling_steps > 0`` or
         ``sampling_noise``.
+    x0_sparse : sparse CSR Tensor, optional
+        ``x0`` in CSR form. When the chain starts from the clean rows (``sampling_steps == 0``)
+        the first step's first layer then multiplies only the rows' stored entries.
 
     Returns
     -------
@@ -58,7 +62,8 @@ def denoise_rows(
         for step in reversed(range(schedule.steps)):
             t = torch.full((batch,), step, dtype=torch.int64, device=x0.device)
             noise = randn(tuple(x.shape)) if sampling_noise else None
-            x = reverse_step(schedule, denoiser(x, t).to(x.dtype), x, t, noise)
+            start = x0_sparse if (x is x0 and x0_sparse is not None) else x
+            x = reverse_step(schedule, denoiser(start, t).to(x.dtype), x, t, noise)
         return x
     finally:
         denoiser.train(was_training)

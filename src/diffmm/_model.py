@@ -11,10 +11,13 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ._sparse import spmm
 
 __all__ = [
     "Denoiser",
@@ -117,17 +120,39 @@ class Denoiser(nn.Module):
     def forward(
         self, x_t: torch.Tensor, t: torch.Tensor, *, generator: torch.Generator | None = None
     ) -> torch.Tensor:
+        """``x̂_0`` for rows ``x_t`` at steps ``t``.
+
+        ``x_t`` may be a sparse CSR batch (an interaction row before any noise, at inference):
+        the first layer then multiplies only its stored entries.
+        """
+        if x_t.layout == torch.sparse_csr and (self.normalize_input or self.training):
+            x_t = x_t.to_dense()
         if self.normalize_input:
             x_t = F.normalize(x_t, dim=-1)
+        scale = 1.0
         if self.training and self.dropout > 0:
             keep = 1.0 - self.dropout
-            mask = torch.empty_like(x_t).bernoulli_(keep, generator=generator)
-            x_t = x_t * mask / keep
-        h = torch.cat([x_t, self.time_embedding(t).to(x_t.dtype)], dim=-1)
-        for index, layer in enumerate(self.layers):
-            h = layer(h)
-            if index < len(self.layers) - 1:
-                h = torch.tanh(h)
+            draw = torch.rand(x_t.shape, generator=generator, device=x_t.device)
+            x_t = x_t * (draw < keep)
+            scale = 1.0 / keep  # applied after the first product, on the narrower output
+        # The first layer acts on [x_t, time embedding]; split into its two blocks so that no
+        # (batch, n_items + τ) concatenation is built and autograd never computes a gradient
+        # for the data block's input (it needs none): the same product, ~1/6 less work.
+        first = self.layers[0]
+        n_items = first.in_features - self.time_embedding.dim
+        time_part = F.linear(self.time_embedding(t), first.weight[:, n_items:], first.bias)
+        data_weight = first.weight[:, :n_items]
+        if x_t.layout == torch.sparse_csr:
+            # Few stored entries: exact float32, outside any autocast (no bf16 sparse kernel).
+            with torch.autocast(x_t.device.type, enabled=False):
+                data_part = x_t @ data_weight.t().to(x_t.dtype)
+        else:
+            data_part = F.linear(x_t, data_weight)
+        if scale != 1.0:
+            data_part = data_part * scale
+        h = data_part + time_part.to(data_part.dtype)
+        for layer in self.layers[1:]:
+            h = layer(torch.tanh(h))
         return h
 
 
@@ -164,10 +189,10 @@ class ModalityProjection(nn.Module):
 
 
 def propagate(adjacency: torch.Tensor, x: torch.Tensor, n_layers: int) -> torch.Tensor:
-    """``Σ_{l=0..L} A^l·x`` (SPEC §5)."""
+    """``Σ_{l=0..L} A^l·x`` (SPEC §5) for a symmetric ``A`` (its backward reuses ``A``)."""
     total = x
     for _ in range(n_layers):
-        x = adjacency @ x
+        x = spmm(adjacency, x, symmetric=True)
         total = total + x
     return total
 
@@ -235,6 +260,7 @@ class DiffMMNetwork(nn.Module):
         graphs: list[torch.Tensor] | None,
         *,
         with_views: bool = False,
+        graphs_t: list[torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Encode all nodes; optionally also the per-modality contrastive views (SPEC §5).
 
@@ -247,6 +273,10 @@ class DiffMMNetwork(nn.Module):
             contrastive views (the "no graph generation" ablation).
         with_views : bool
             Also return ``Z_m = Σ_l A^l·(G_m·P_m)`` for each modality.
+        graphs_t : list of sparse Tensor, optional
+            The transposes of ``graphs`` (``G_m`` is not symmetric after edge dropout), built
+            once per epoch so that backward passes need no transpose; without them each
+            backward through ``G_m`` transposes it.
 
         Returns
         -------
@@ -263,14 +293,17 @@ class DiffMMNetwork(nn.Module):
         views = []
         for m, item_emb in enumerate(self.modality_item_embeddings()):
             inputs = torch.cat([users, F.normalize(item_emb, dim=-1)])  # P_m
-            h = adjacency @ inputs
-            h = h + adjacency @ torch.cat([h[: cfg.n_users], items])
-            graph = adjacency if graphs is None else graphs[m]
-            if graphs is not None:
-                h = h + cfg.generated_graph_weight * (graph @ all_nodes)
+            h = spmm(adjacency, inputs, symmetric=True)
+            h = h + spmm(adjacency, torch.cat([h[: cfg.n_users], items]), symmetric=True)
+            if graphs is None:  # no generated graphs: the views use A
+                graph_mm = partial(spmm, adjacency, symmetric=True)
+            else:
+                graph_t = None if graphs_t is None else graphs_t[m]
+                graph_mm = partial(spmm, graphs[m], matrix_t=graph_t)
+                h = h + cfg.generated_graph_weight * graph_mm(all_nodes)
             fused = weights[m] * h if fused is None else fused + weights[m] * h
             if with_views:
-                views.append(propagate(adjacency, graph @ inputs, cfg.n_layers))
+                views.append(propagate(adjacency, graph_mm(inputs), cfg.n_layers))
         output = propagate(adjacency, fused, cfg.n_layers)
         return output + cfg.residual_weight * F.normalize(fused, dim=-1), views
 

@@ -20,6 +20,7 @@ from . import losses
 from ._graph import drop_edges, sparse_csr, top_k_graph
 from ._inference import denoise_rows
 from ._model import Denoiser, DiffMMNetwork
+from ._sparse import transpose_csr
 from .diffusion import DiffusionSchedule, loss_weight, q_sample
 
 __all__ = ["NonFiniteLossError", "Trainer", "TrainingConfig", "sample_negatives"]
@@ -49,6 +50,7 @@ class TrainingConfig:
     learning_rate: float = 1e-3
     denoiser_learning_rate: float = 1e-3
     l2_weight: float = 1e-5  # λ_reg
+    l2_scope: str = "tables"  # "tables": SPEC §6; "batch": LightGCN's (batch ego rows / 2B)
     contrastive: str | None = "modal_modal"
     contrastive_weight: float = 1e-2  # λ_cl
     temperature: float = 0.5  # τ
@@ -196,6 +198,12 @@ class Trainer:
         block = self.matrix[users].toarray()
         return torch.from_numpy(block).to(self.device, torch.float32)
 
+    def _sparse_rows(self, users: np.ndarray) -> torch.Tensor:
+        block = self.matrix[users]
+        parts = (block.indptr, block.indices, block.data.astype(np.float32))
+        crow, col, values = (torch.from_numpy(np.asarray(a)).to(self.device) for a in parts)
+        return sparse_csr(crow.long(), col.long(), values, block.shape)
+
     def _randint(self, high: int, size: int) -> torch.Tensor:
         return torch.randint(0, high, (size,), generator=self.generator, device=self.device)
 
@@ -271,6 +279,7 @@ class Trainer:
                         sampling_steps=cfg.sampling_steps,
                         sampling_noise=cfg.sampling_noise,
                         randn=self._randn,
+                        x0_sparse=self._sparse_rows(batch),
                     )
                 tops.append(torch.topk(x, cfg.graph_top_k, dim=-1).indices)
             users = torch.as_tensor(users_all, device=self.device)
@@ -310,16 +319,23 @@ class Trainer:
         totals = torch.zeros(3, device=self.device)
         n_batches = 0
         order = self.rng.permutation(len(self.train_users))
+        # G_m is not symmetric after edge dropout: transpose it once for all backward passes.
+        extra = {} if graphs is None else {"graphs_t": [transpose_csr(g) for g in graphs]}
         for batch in _batches(order, cfg.batch_size):
             users = torch.as_tensor(self.train_users[batch], device=self.device)
             items = torch.as_tensor(self.train_items[batch], device=self.device)
             negs = torch.as_tensor(negatives[batch], device=self.device)
-            output, views = self.network(self.adjacency, graphs, with_views=use_cl)
+            output, views = self.network(self.adjacency, graphs, with_views=use_cl, **extra)
             user_out, item_out = output[: self.n_users], output[self.n_users :]
             bpr = losses.bpr_loss(user_out[users], item_out[items], item_out[negs])
-            l2 = cfg.l2_weight * losses.l2_penalty(
-                self.network.user_embedding, self.network.item_embedding
-            )
+            if cfg.l2_scope == "batch":
+                item_table = self.network.item_embedding
+                rows = (self.network.user_embedding[users], item_table[items], item_table[negs])
+                l2 = cfg.l2_weight * losses.l2_penalty(*rows) / (2 * len(batch))
+            else:
+                l2 = cfg.l2_weight * losses.l2_penalty(
+                    self.network.user_embedding, self.network.item_embedding
+                )
             cl = self._contrastive(output, views, users, items) if use_cl else bpr.new_zeros(())
             loss = bpr + l2 + cfg.contrastive_weight * cl
             self.optimizer.zero_grad(set_to_none=True)

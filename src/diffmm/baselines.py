@@ -98,8 +98,9 @@ class LightGCNRecommender(FactorRecommender):
     ``B = [[0, R], [Rᵀ, 0]]``, and the layers are averaged: ``(1/(L+1)) Σ_{l=0..L} A^l·E``.
     Scores are dot products of the result. It is trained by the same loop as
     :class:`~diffmm.DiffMMRecommender` (BPR with one uniformly sampled negative per
-    interaction, ``λ_reg`` on the embedding tables, Adam, validation with early stopping), so
-    the two compare on equal terms; it uses no modality features.
+    interaction, Adam, validation with early stopping), so the two compare on equal terms; it
+    uses no modality features. Its L2 term is LightGCN's own: on the batch's ego embeddings,
+    ``λ_reg·(‖e_u‖² + ‖e_i‖² + ‖e_j‖²)/(2·batch)`` (DiffMM's acts on the whole tables).
 
     Parameters
     ----------
@@ -107,8 +108,8 @@ class LightGCNRecommender(FactorRecommender):
         Size ``D`` of the user and item embeddings.
     n_layers : int, default=3
         Propagation layers ``L`` (0: plain matrix factorisation with BPR).
-    l2_weight : float, default=1e-5
-        ``λ_reg`` on the embedding tables.
+    l2_weight : float, default=1e-4
+        ``λ_reg`` on the batch's ego embeddings (LightGCN's default).
     epochs : int, default=50
         Training epochs (passes over all training interactions).
     batch_size : int, default=1024
@@ -178,7 +179,7 @@ class LightGCNRecommender(FactorRecommender):
         *,
         embedding_dim: int = 64,
         n_layers: int = 3,
-        l2_weight: float = 1e-5,
+        l2_weight: float = 1e-4,
         epochs: int = 50,
         batch_size: int = 1024,
         learning_rate: float = 1e-3,
@@ -263,6 +264,7 @@ class LightGCNRecommender(FactorRecommender):
             batch_size=self.batch_size,
             learning_rate=self.learning_rate,
             l2_weight=self.l2_weight,
+            l2_scope="batch",
             contrastive=None,
             generate_graphs=False,
             eval_every=self.eval_every,

@@ -436,7 +436,7 @@ def q_sample(
     _check_t(schedule, t, x0.shape[0])
     a = _gather(schedule, "sqrt_alphas_cumprod", t, x0)
     b = _gather(schedule, "sqrt_one_minus_alphas_cumprod", t, x0)
-    return a * x0 + b * noise  # (D2)
+    return torch.addcmul(a * x0, b, noise)  # (D2): a·x0 + b·ε, one pass fewer
 
 
 def posterior_mean_variance(
