@@ -60,12 +60,11 @@ layer of ``h`` units and a time embedding of ``τ`` (10) that is ``F = 2·((I+τ
 
 * denoiser training = ``2.5·F·U·M``: the forward pass (1), the weight gradients (1) and the input
   gradients of every layer but the first (0.5 with one hidden layer; the first layer's input is
-  data and needs no gradient). The denoiser as it was when this script was written
-  (``_model.py``) concatenates the learnable time embedding to its input, so autograd also
-  computes that first input gradient (3·F·U·M in all): the efficiency counts only the work that
-  must be done, so it stays under 2.5/3 = 83% until the first layer is split into a data part
-  and a time part;
-* graph generation = ``T·F·U·M`` (``T`` = ``diffusion_steps`` forward passes per user).
+  data and needs no gradient, and the denoiser splits that layer into a data block and a time
+  block so that autograd computes none);
+* graph generation = ``T·F·U·M − 2·I·h·U·M`` (``T`` = ``diffusion_steps`` forward passes per
+  user; with ``sampling_steps = 0`` the first step's input is the sparse interaction row, so its
+  first-layer data block costs only the row's stored entries and is not counted).
 
 *Efficiency* of a phase = its FLOPs / its seconds / the measured combined matmul rate (bf16's
 when ``--precision bf16``, else fp32's). The FLOPs leave out the alignment loss (products of
@@ -479,10 +478,14 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     rates = matmul_rates(layers, batch, device)
     fwd = forward_flops(layers)
     passes = fwd * n_users * len(model.modalities_) if params["generate_graphs"] else 0
+    sparse_first = 0
+    if params["generate_graphs"] and params["sampling_steps"] == 0:
+        hidden = layers[0][1]
+        sparse_first = 2 * n_items * hidden * n_users * len(model.modalities_)
     flops = {
         "forward_per_user": fwd,
         "denoiser": 2.5 * passes,
-        "generation": params["diffusion_steps"] * passes,
+        "generation": params["diffusion_steps"] * passes - sparse_first,
     }
     phases = _phase_medians(model.history_)
     rate_key = "bf16" if job["precision"] == "bf16" else "fp32"
@@ -742,7 +745,8 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "Seconds are medians per epoch ("
         + "; ".join(f"{s['scenario']}: {s['epochs_note']}" for s in done)
-        + "). Efficiency: the phase's FLOPs (denoiser 2.5·F·U·M, generation T·F·U·M) over its "
+        + "). Efficiency: the phase's FLOPs (denoiser 2.5·F·U·M, generation "
+        "T·F·U·M − 2·I·h·U·M) over its "
         "seconds and the measured matmul rate below. Peak RSS: `ru_maxrss` of the scenario's "
         "process up to the end of `fit`. Estimate: the memory formula of "
         "`benchmarks/speed.py` (on CUDA without the process' RSS, to compare with the GPU "

@@ -637,3 +637,28 @@ def test_public_functions_documented():
         if callable(obj):
             doc = obj.__doc__ or ""
             assert "Parameters" in doc and "Returns" in doc and "Examples" in doc, name
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_topk_fast_path_equals_the_exact_ranking(seed, dtype):
+    from diffmm.metrics import _rank_block, _rank_block_exact
+
+    rng = np.random.default_rng(seed)
+    n_rows, n_items, k = 40, 30, 5
+    # Few distinct values: many ties, also at the k-th place; some -inf scores.
+    block = rng.integers(0, 6, size=(n_rows, n_items)).astype(dtype)
+    block[rng.random(block.shape) < 0.05] = -np.inf
+    mask = rng.random(block.shape) < 0.3
+    mask[0, :-2] = True  # a row with fewer than k candidates left
+    ex_rows, ex_cols = np.nonzero(mask)
+    original = block.copy()
+    fast = _rank_block(block, k, ex_rows, ex_cols)
+    exact = _rank_block_exact(block, k, ex_rows, ex_cols)
+    np.testing.assert_array_equal(fast[0], exact[0])
+    np.testing.assert_array_equal(fast[1], exact[1])
+    np.testing.assert_array_equal(block, original)  # the caller's scores are never written
+    continuous = rng.normal(size=(n_rows, n_items)).astype(dtype)
+    fast = _rank_block(continuous, k, None, None)
+    exact = _rank_block_exact(continuous, k, None, None)
+    np.testing.assert_array_equal(fast[0], exact[0])

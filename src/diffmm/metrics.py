@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
+import torch
 
 __all__ = [
     "METRICS",
@@ -794,7 +795,48 @@ def _rank_block(
     ex_rows: np.ndarray | None,
     ex_cols: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` of one chunk; ties broken by lower item index."""
+    """Top-``k`` of one chunk; ties broken by lower item index.
+
+    Float scores go through ``torch.topk`` (one masked copy and a partial selection); rows
+    where that could differ from the exact rule (a tie at the k-th place, or fewer than ``k``
+    finite candidates) are redone by :func:`_rank_block_exact`, so the result is the same.
+    """
+    if block.dtype.kind != "f" or block.dtype.itemsize < 4 or k >= block.shape[1]:
+        return _rank_block_exact(block, k, ex_rows, ex_cols)
+    key = torch.from_numpy(np.array(block, copy=True))  # the caller's block is never written
+    if torch.isnan(key).any():
+        raise ValueError("scores contains NaN; replace NaN scores (e.g. with -np.inf) first.")
+    if ex_rows is not None:
+        key[torch.from_numpy(ex_rows), torch.from_numpy(ex_cols)] = -torch.inf
+    vals, idx = torch.topk(key, k + 1, dim=1)  # sorted, best first
+    unsure = (vals[:, k - 1] == vals[:, k]) | torch.isinf(vals[:, k - 1])
+    vals, idx = vals[:, :k], idx[:, :k]
+    # Equal scores inside the top k: lower item index first (sort by index, then stably by
+    # score).
+    by_index = torch.argsort(idx, dim=1)
+    idx, vals = idx.gather(1, by_index), vals.gather(1, by_index)
+    by_score = torch.sort(vals, dim=1, descending=True, stable=True).indices
+    items = idx.gather(1, by_score).numpy().astype(np.int64)
+    top_scores = vals.gather(1, by_score).numpy().astype(np.float64)
+    redo = np.flatnonzero(unsure.numpy())
+    if redo.size:
+        sub_rows = sub_cols = None
+        if ex_rows is not None:
+            position = np.full(block.shape[0], -1)
+            position[redo] = np.arange(redo.size)
+            hit = position[ex_rows] >= 0
+            sub_rows, sub_cols = position[ex_rows[hit]], ex_cols[hit]
+        items[redo], top_scores[redo] = _rank_block_exact(block[redo], k, sub_rows, sub_cols)
+    return items, top_scores
+
+
+def _rank_block_exact(
+    block: np.ndarray,
+    k: int,
+    ex_rows: np.ndarray | None,
+    ex_cols: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` of one chunk by partition and lexsort; ties broken by lower item index."""
     m = block.shape[0]
     dtype = block.dtype if block.dtype.kind == "f" else np.dtype(np.float64)
     # Work on the negated scores so smaller is better.  This is a fresh array:
