@@ -50,6 +50,10 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "lightgcn_4layers": ("lightgcn", {"n_layers": 4, "epochs": 200}),
     "lightgcn_lr5e-3": ("lightgcn", {"n_layers": 3, "epochs": 200, "learning_rate": 5e-3}),
     "lightgcn_l2_1e-3": ("lightgcn", {"n_layers": 3, "epochs": 200, "l2_weight": 1e-3}),
+    "lightgcn_4layers_lr5e-3": (
+        "lightgcn",
+        {"n_layers": 4, "epochs": 200, "learning_rate": 5e-3},
+    ),
     "spec": ("diffmm", {}),
     "no_diffusion": ("diffmm", {"generate_graphs": False}),
     "no_contrastive": ("diffmm", {"contrastive": None}),
@@ -58,6 +62,7 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "audio_only": ("diffmm", {"modalities": ["audio"]}),
     "modal_modal": ("diffmm", {"contrastive": "modal_modal"}),
     "spec_bf16": ("diffmm", {"precision": "bf16"}),
+    "layers2_bf16": ("diffmm", {"n_layers": 2, "precision": "bf16"}),
     "tuned": ("diffmm_preset", {"preset": "tiktok-tuned"}),
 }
 GROUPS = {
@@ -71,7 +76,14 @@ GROUPS = {
         "modal_modal",
     ],
     "precision": ["spec_bf16"],
-    "baselines": ["lightgcn_2layers", "lightgcn_4layers", "lightgcn_lr5e-3", "lightgcn_l2_1e-3"],
+    "probe": ["layers2_bf16"],
+    "baselines": [
+        "lightgcn_2layers",
+        "lightgcn_4layers",
+        "lightgcn_lr5e-3",
+        "lightgcn_l2_1e-3",
+        "lightgcn_4layers_lr5e-3",
+    ],
     "tuned": ["tuned"],
 }
 # One-at-a-time sweeps around the SPEC TikTok settings (the list of what matters).
@@ -353,7 +365,7 @@ def summarize(args) -> dict[str, Any]:
 
 
 def markdown(rows: dict[str, dict]) -> str:
-    order = ["main", "baselines", "ablations", "precision", "tuned", "tuning"]
+    order = ["main", "baselines", "ablations", "precision", "probe", "tuned", "tuning"]
     header = (
         "| configuration | seeds | Recall@10 | Recall@20 | NDCG@10 | NDCG@20 | Precision@20 "
         "| best epochs | train s |\n|---|---|---|---|---|---|---|---|---|\n"

@@ -190,6 +190,7 @@ class Trainer:
         self.train_users = coo.row.astype(np.int64)
         self.train_items = coo.col.astype(np.int64)
         self.n_users, self.n_items = self.matrix.shape
+        self._graphs: list[torch.Tensor] | None = None  # the latest epoch's generated graphs
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -237,8 +238,9 @@ class Trainer:
         n_batches = 0
         for batch in _batches(self.rng.permutation(self.n_users), cfg.batch_size):
             x0 = self._dense_rows(batch)
-            loss = x0.new_zeros(())
             parts = x0.new_zeros(2)
+            for opt in self.denoiser_optimizers:
+                opt.zero_grad(set_to_none=True)
             for m, denoiser in enumerate(self.denoisers):
                 t = self._randint(self.schedule.steps, len(batch))
                 x_t = q_sample(self.schedule, x0, t, self._randn(tuple(x0.shape)))
@@ -248,11 +250,10 @@ class Trainer:
                 weights = loss_weight(self.schedule, t, dtype=x0.dtype)
                 diff = losses.diffusion_loss(x0, x0_pred, weights)
                 align = losses.alignment_loss(x0_pred, x0, modality_emb[m], item_emb)
-                loss = loss + diff + cfg.alignment_weight * align
+                # The modalities' denoisers share no parameter: backward per modality gives the
+                # gradients of the summed loss while only one modality's activations are alive.
+                (diff + cfg.alignment_weight * align).backward()
                 parts = parts + torch.stack([diff.detach(), align.detach()])
-            for opt in self.denoiser_optimizers:
-                opt.zero_grad(set_to_none=True)
-            loss.backward()
             for opt in self.denoiser_optimizers:
                 opt.step()
             totals += parts
@@ -403,7 +404,7 @@ class Trainer:
                 if on_epoch_end is not None:
                     on_epoch_end(result)
         except KeyboardInterrupt:
-            if result.last_good is None:
+            if result.last_good is None and result.best is None:
                 raise
             result.interrupted = True
         if result.best is None:
@@ -436,21 +437,30 @@ class Trainer:
         fusion = getattr(self.network, "fusion_weights", None)
         if fusion is not None:  # networks without modalities (LightGCN) have none
             record["fusion_weights"] = torch.softmax(fusion.detach(), 0).tolist()
-        snapshot = self.snapshot(epoch, graphs)
         evaluated = evaluate is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs)
+        score = None
         if evaluated:
             start = time.perf_counter()
             score = float(evaluate(*self.embeddings(graphs)))
             record["seconds_evaluation"] = time.perf_counter() - start
             record["validation_score"] = score
-            if result.best is None or score > result.best.score:
-                snapshot.score = score
-                result.best = snapshot
-                result.stale = 0
-            else:
-                result.stale += 1
+        improved = score is not None and (result.best is None or score > result.best.score)
+        # Weight copies: the best epoch's (the fallback for interrupts, non-finite losses and
+        # the end of training) and, only while no epoch has been evaluated, the latest one.
+        # Afterwards the live weights are the latest epoch's (checkpoints read them there), so
+        # no second copy of the denoisers and the network is held.
+        snapshot = None
+        if improved or result.best is None:
+            snapshot = self.snapshot(epoch, graphs)
+        if improved:
+            snapshot.score = score
+            result.best = snapshot
+            result.stale = 0
+        elif evaluated:
+            result.stale += 1
         # Commit the epoch only once it is complete, so an interrupt never leaves it half-done.
         result.last_good = snapshot
+        self._graphs = graphs
         result.history.append(record)
         result.epoch = epoch
         if evaluated and cfg.patience is not None and result.stale >= cfg.patience:
@@ -464,7 +474,7 @@ class Trainer:
             "result": {
                 "history": result.history,
                 "best": _snapshot_to_dict(result.best),
-                "last_good": _snapshot_to_dict(result.last_good),
+                "last_good": _snapshot_to_dict(self._latest(result)),
                 "stale": result.stale,
                 "epoch": result.epoch,
                 "stopped_early": result.stopped_early,
@@ -474,6 +484,12 @@ class Trainer:
             "rng": self.rng.bit_generator.state,
             "generator": self.generator.get_state(),
         }
+
+    def _latest(self, result: TrainingResult) -> Snapshot | None:
+        """The latest completed epoch's weights: kept, or (right after an epoch) the live ones."""
+        if result.last_good is not None or result.epoch == 0:
+            return result.last_good
+        return self.snapshot(result.epoch, self._graphs)
 
     def load_training_state(self, state: dict) -> TrainingResult:
         """Restore weights, optimiser moments and random streams; return the loop state."""
@@ -488,6 +504,7 @@ class Trainer:
         )
         if result.last_good is not None:
             self.restore(result.last_good)
+            self._graphs = result.last_good.graphs
         self.optimizer.load_state_dict(state["optimizer"])
         for opt, opt_state in zip(
             self.denoiser_optimizers, state["denoiser_optimizers"], strict=True

@@ -803,12 +803,16 @@ def _rank_block(
     """
     if block.dtype.kind != "f" or block.dtype.itemsize < 4 or k >= block.shape[1]:
         return _rank_block_exact(block, k, ex_rows, ex_cols)
-    key = torch.from_numpy(np.array(block, copy=True))  # the caller's block is never written
-    if torch.isnan(key).any():
-        raise ValueError("scores contains NaN; replace NaN scores (e.g. with -np.inf) first.")
+    if not (block.flags.writeable and block.dtype.isnative):
+        block = np.array(block)  # torch wants writable, native-order memory; never written
+    key = torch.from_numpy(block)
     if ex_rows is not None:
+        key = key.clone()  # the caller's block is never written
         key[torch.from_numpy(ex_rows), torch.from_numpy(ex_cols)] = -torch.inf
     vals, idx = torch.topk(key, k + 1, dim=1)  # sorted, best first
+    # topk ranks NaN above every number, so a row holding a NaN shows one in its top k + 1.
+    if torch.isnan(vals).any():
+        raise ValueError("scores contains NaN; replace NaN scores (e.g. with -np.inf) first.")
     unsure = (vals[:, k - 1] == vals[:, k]) | torch.isinf(vals[:, k - 1])
     vals, idx = vals[:, :k], idx[:, :k]
     # Equal scores inside the top k: lower item index first (sort by index, then stably by
