@@ -78,15 +78,17 @@ parameters, ``B`` = denoiser batch rows, ``D`` = embedding size)::
 
     RSS before training                      (measured: Python, torch, the data)
   + 6·4·(P_network + P_denoisers)            weights, gradients, Adam's two moments,
-                                             and two epoch snapshots (best and last)
+                                             and two weight copies (the best epoch's and,
+                                             while a new best is being copied, the next)
   + 4·Σ_m I·d_m                              the estimator's float32 copy of the features
   + 12·(nnz(A) + 2·Σ_m nnz(G_m))             CSR graphs (float32 value + int64 column):
                                              adjacency, generated graphs of two epochs
   + 64·nnz(R)                                interaction bookkeeping (copies, negatives, order)
   + max(dense denoiser batch, dense recommender step), where
-        denoiser:    4·B·I·(1 + 3·M + 4)     x0; per modality the first layer's input, the
-                                             output and x0 − x̂0 kept for backward; four rows
-                                             of temporaries (x_t, noise, dropout mask, grads)
+        denoiser:    4·B·I·(1 + 3 + 4)       x0; for the one modality whose backward runs
+                                             (one at a time) its first layer's input, output
+                                             and x0 − x̂0; four rows of temporaries (x_t,
+                                             noise, dropout mask, grads)
         recommender: 4·(U+I)·D·(12·M + 8)    full-graph forward activations kept for backward
                    + 8·B·(U+I)·pairs         InfoNCE's (B × nodes) similarities, per view pair
 
@@ -330,7 +332,8 @@ def memory_estimate(model: Any, rss_before: int | None) -> dict[str, Any]:
         "main_modal": n_modalities,
         None: 0,
     }[model.contrastive if model.contrastive_weight > 0 else None]
-    dense_denoiser = 4 * batch * n_items * (1 + 3 * n_modalities + 4) if denoisers else 0
+    # One modality's activations at a time (the trainer runs backward per modality).
+    dense_denoiser = 4 * batch * n_items * (1 + 3 + 4) if denoisers else 0
     dense_recommender = 4 * n_nodes * dim * (12 * n_modalities + 8) + 8 * batch * n_nodes * pairs
     parts = {
         "parameters_adam_snapshots": 6 * 4 * params,

@@ -132,3 +132,27 @@ def test_recommender_epoch_updates_only_the_recommender(matrix):
     assert not torch.equal(emb, trainer.network.user_embedding)
     for a, b in zip(before, trainer.denoisers[0].parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_batch_l2_is_lightgcns_term(matrix):
+    # l2_scope="batch": λ·(‖e_u‖² + ‖e_i‖² + ‖e_j‖²)/(2B) over the batch's rows, not the tables.
+    trainer = _trainer(matrix, l2_weight=1.0, l2_scope="batch", contrastive=None)
+    trainer.config = TrainingConfig(
+        batch_size=matrix.nnz, l2_weight=1.0, l2_scope="batch", contrastive=None
+    )
+    users_emb = trainer.network.user_embedding.detach().clone()
+    items_emb = trainer.network.item_embedding.detach().clone()
+    rng_state = trainer.rng.bit_generator.state
+    negatives = sample_negatives(trainer.matrix, trainer.train_users, np.random.default_rng(0))
+    trainer.rng.bit_generator.state = rng_state
+    record = trainer.recommender_epoch(None)
+    expected = (
+        users_emb[trainer.train_users].pow(2).sum()
+        + items_emb[trainer.train_items].pow(2).sum()
+        + items_emb[negatives].pow(2).sum()
+    ) / (2 * matrix.nnz)
+    assert record["loss_l2"] == pytest.approx(float(expected), rel=1e-5)
+    tables = _trainer(matrix, l2_weight=1.0, contrastive=None)
+    tables.config = TrainingConfig(batch_size=matrix.nnz, l2_weight=1.0, contrastive=None)
+    full = tables.network.user_embedding.pow(2).sum() + tables.network.item_embedding.pow(2).sum()
+    assert tables.recommender_epoch(None)["loss_l2"] == pytest.approx(float(full), rel=1e-5)
