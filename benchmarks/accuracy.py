@@ -368,7 +368,7 @@ def markdown(rows: dict[str, dict]) -> str:
     order = ["main", "baselines", "ablations", "precision", "probe", "tuned", "tuning"]
     header = (
         "| configuration | seeds | Recall@10 | Recall@20 | NDCG@10 | NDCG@20 | Precision@20 "
-        "| best epochs | train s |\n|---|---|---|---|---|---|---|---|---|\n"
+        "| best epochs | train s | device |\n|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for group in order:
@@ -382,7 +382,7 @@ def markdown(rows: dict[str, dict]) -> str:
             epochs = ",".join(str(e) for e in row["best_epoch"] if e is not None) or "-"
             lines.append(
                 f"| {config} | {len(row['seeds'])} | " + " | ".join(cells) + f" | {epochs} "
-                f"| {row['seconds'][0]:.0f} |"
+                f"| {row['seconds'][0]:.0f} | {row['device'].split(':')[0]} |"
             )
     return header + "\n".join(lines) + "\n"
 
