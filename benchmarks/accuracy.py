@@ -62,7 +62,7 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "audio_only": ("diffmm", {"modalities": ["audio"]}),
     "modal_modal": ("diffmm", {"contrastive": "modal_modal"}),
     "spec_bf16": ("diffmm", {"precision": "bf16"}),
-    "layers2_bf16": ("diffmm", {"n_layers": 2, "precision": "bf16"}),
+    "layers2_bf16": ("diffmm", {"n_layers": 2, "precision": "bf16"}),  # = tiktok-tuned, bf16
     "tuned": ("diffmm_preset", {"preset": "tiktok-tuned"}),
 }
 GROUPS = {

@@ -80,6 +80,9 @@ def test_presets_follow_the_spec():
     assert model.l2_weight == 1e-4 and model.projection == "linear"
     assert model.contrastive == "main_modal" and model.contrastive_weight == 1e-2
     assert DiffMMRecommender.from_preset("amazon-sports").temperature == 0.1
+    tuned = DiffMMRecommender.from_preset("tiktok-tuned").get_params()
+    spec = DiffMMRecommender.from_preset("tiktok").get_params()
+    assert {k for k in tuned if tuned[k] != spec[k]} == {"n_layers"}
     with pytest.raises(ValueError, match="Unknown preset 'nope'"):
         DiffMMRecommender.from_preset("nope")
 
