@@ -272,15 +272,16 @@ class Trainer:
         for denoiser in self.denoisers:
             tops = []
             for batch in _batches(users_all, cfg.batch_size):
+                rows = self._sparse_rows(batch)  # one slice of R, used sparse and dense
                 with self._dense_precision():
                     x = denoise_rows(
                         denoiser,
                         self.schedule,
-                        self._dense_rows(batch),
+                        rows.to_dense(),
                         sampling_steps=cfg.sampling_steps,
                         sampling_noise=cfg.sampling_noise,
                         randn=self._randn,
-                        x0_sparse=self._sparse_rows(batch),
+                        x0_sparse=rows,
                     )
                 tops.append(torch.topk(x, cfg.graph_top_k, dim=-1).indices)
             users = torch.as_tensor(users_all, device=self.device)
