@@ -34,6 +34,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import signal
 import statistics
 import time
 from pathlib import Path
@@ -85,7 +86,11 @@ GROUPS = {
         "lightgcn_4layers_lr5e-3",
     ],
     "tuned": ["tuned"],
+    # Second round of the search, around the first round's best (``tiktok-tuned``); seed 0 only.
+    "retune": [],
 }
+# Groups whose configurations run with the first seed only (search stages).
+FIRST_SEED_ONLY = {"retune"}
 # One-at-a-time sweeps around the SPEC TikTok settings (the issue's list of what matters).
 SWEEPS: dict[str, list[Any]] = {
     "contrastive_weight": [1e-3, 3e-2, 1e-1],
@@ -100,7 +105,32 @@ SWEEPS: dict[str, list[Any]] = {
     "n_layers": [2, 3],
     "learning_rate": [5e-4, 2e-3],
 }
+# Second round: one-at-a-time changes around ``tiktok-tuned`` (two layers), plus one pair.
+RETUNE_SWEEPS: dict[str, list[Any]] = {
+    "n_layers": [3],
+    "learning_rate": [2e-3, 5e-3],
+    "temperature": [0.2],
+    "contrastive_weight": [3e-2, 1e-1],
+    "l2_weight": [1e-5],
+    "graph_top_k": [10],
+    "edge_keep_rate": [1.0],
+}
+RETUNE_PAIRS: list[dict[str, Any]] = [{"n_layers": 3, "learning_rate": 2e-3}]
 LIGHTGCN_SWEEPS: dict[str, list[Any]] = {"n_layers": [1, 2], "l2_weight": [1e-3]}
+
+
+def _register_retune() -> None:
+    from sklearn.model_selection import ParameterGrid
+
+    grids = [ParameterGrid({name: values}) for name, values in RETUNE_SWEEPS.items()]
+    settings = [params for grid in grids for params in grid] + RETUNE_PAIRS
+    for params in settings:
+        label = "retune:" + ",".join(f"{k}={v}" for k, v in params.items())
+        CONFIGS[label] = ("diffmm_preset", {"preset": "tiktok-tuned", **params})
+        GROUPS["retune"].append(label)
+
+
+_register_retune()
 METRICS = ("recall", "ndcg", "precision")
 KS = (10, 20)
 
@@ -154,6 +184,10 @@ def _build(kind: str, settings: dict[str, Any], seed: int, device: str, epochs: 
     return DiffMMRecommender.from_preset("tiktok", **common, **settings)
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """Fit one configuration with one seed and evaluate its best epoch on validation."""
     data = _load(job["data"], job.get("tiktok_path"))
@@ -163,10 +197,21 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         features = {name: features[name] for name in settings["modalities"]}
     model = _build(kind, settings, job["seed"], job["device"], job.get("epochs"))
     start = time.perf_counter()
-    if kind == "popularity":
-        model.fit(data.train, features)
-    else:
-        model.fit(data.train, features, validation_data=data.validation)
+    stop_at = job.get("stop_at")  # wall-clock time (time.time()) after which training stops
+    if stop_at is not None:
+        # Ctrl-C semantics: the trainer keeps the best epoch so far and returns normally.
+        signal.signal(signal.SIGALRM, _interrupt)
+        signal.alarm(max(1, int(stop_at - time.time())))
+    try:
+        if kind == "popularity":
+            model.fit(data.train, features)
+        else:
+            model.fit(data.train, features, validation_data=data.validation)
+    except KeyboardInterrupt:  # the time limit came before the first epoch ended
+        raise RuntimeError("stopped by --stop-minutes before its first epoch") from None
+    finally:
+        if stop_at is not None:
+            signal.alarm(0)
     seconds = time.perf_counter() - start
     metrics = model.evaluate(data.validation, metrics=METRICS, ks=KS)
     history = getattr(model, "history_", [])
@@ -182,6 +227,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         "seconds": seconds,
         "best_epoch": getattr(model, "best_epoch_", None),
         "epochs_run": len(history),
+        "interrupted": bool(getattr(model, "interrupted_", False)),
         "curve": [r.get("validation_score") for r in history],
         "validation": {k: float(v) for k, v in metrics.items() if "@" in k},
     }
@@ -270,13 +316,20 @@ def run(args) -> None:
             continue
         for config in GROUPS[group]:
             kind, settings = CONFIGS[config]
-            seeds = args.seeds[:1] if kind == "popularity" else args.seeds
+            first_only = kind == "popularity" or group in FIRST_SEED_ONLY
+            seeds = args.seeds[:1] if first_only else args.seeds
             queue += [_job(config, group, kind, settings, s, args) for s in seeds]
     for config in args.configs:
         kind, settings = CONFIGS[config]
         group = next((g for g, names in GROUPS.items() if config in names), "main")
         queue += [_job(config, group, kind, settings, s, args) for s in args.seeds]
     queue = [j for j in queue if j["key"] not in done]
+    if args.by_seed:  # every configuration's first seed before any second seed
+        queue.sort(key=lambda j: j["seed"])
+    if args.stop_minutes:
+        stop_at = time.time() + args.stop_minutes * 60
+        for j in queue:
+            j["stop_at"] = stop_at
     stage_two_added = "tuning" not in args.groups
     deadline = time.monotonic() + args.deadline_minutes * 60 if args.deadline_minutes else None
     context = mp.get_context("spawn")
@@ -287,7 +340,8 @@ def run(args) -> None:
         running: dict[cf.Future, dict] = {}
         while queue or running:
             while queue and len(running) < args.jobs:
-                if deadline is not None and time.monotonic() > deadline:
+                late = queue[0].get("stop_at", float("inf")) < time.time() + 60
+                if late or (deadline is not None and time.monotonic() > deadline):
                     print(f"deadline reached: {len(queue)} jobs not started", flush=True)
                     queue.clear()
                     break
@@ -349,6 +403,7 @@ def summarize(args) -> dict[str, Any]:
         for metric in entries[0]["validation"]:
             row[metric] = _mean_std([e["validation"][metric] for e in entries])
         row["best_epoch"] = [e["best_epoch"] for e in entries]
+        row["interrupted"] = [bool(e.get("interrupted")) for e in entries]
         row["seconds"] = _mean_std([e["seconds"] for e in entries])
         rows[config] = row
     summary = {
@@ -365,7 +420,7 @@ def summarize(args) -> dict[str, Any]:
 
 
 def markdown(rows: dict[str, dict]) -> str:
-    order = ["main", "baselines", "ablations", "precision", "probe", "tuned", "tuning"]
+    order = ["main", "baselines", "ablations", "precision", "probe", "tuned", "tuning", "retune"]
     header = (
         "| configuration | seeds | Recall@10 | Recall@20 | NDCG@10 | NDCG@20 | Precision@20 "
         "| best epochs | train s | device |\n|---|---|---|---|---|---|---|---|---|---|\n"
@@ -379,7 +434,10 @@ def markdown(rows: dict[str, dict]) -> str:
                 f"{row[m][0]:.4f} ± {row[m][1]:.4f}"
                 for m in ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "precision@20")
             ]
-            epochs = ",".join(str(e) for e in row["best_epoch"] if e is not None) or "-"
+            stops = row.get("interrupted") or [False] * len(row["best_epoch"])
+            pairs = zip(row["best_epoch"], stops, strict=True)
+            marked = [f"{e}{'*' if cut else ''}" for e, cut in pairs]
+            epochs = ",".join(marked) if any(e is not None for e in row["best_epoch"]) else "-"
             lines.append(
                 f"| {config} | {len(row['seeds'])} | " + " | ".join(cells) + f" | {epochs} "
                 f"| {row['seconds'][0]:.0f} | {row['device'].split(':')[0]} |"
@@ -405,6 +463,16 @@ def main(argv: list[str] | None = None) -> None:
         type=float,
         default=None,
         help="start no new job after this many minutes",
+    )
+    parser.add_argument(
+        "--stop-minutes",
+        type=float,
+        default=None,
+        help="stop every job's training this many minutes after the start, keeping its best "
+        "epoch so far (marked * in the table)",
+    )
+    parser.add_argument(
+        "--by-seed", action="store_true", help="run every configuration's first seed first"
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--summarize", action="store_true")

@@ -2,7 +2,7 @@
 # The GPU checks and benchmarks, as run on a lent GPU machine (one short session).
 #
 #   bash benchmarks/gpu_session.sh smoke   # CUDA tests, TikTok epoch timings, a parallel probe
-#   bash benchmarks/gpu_session.sh full    # accuracy benchmark + tuning, cold start, Sports scale
+#   bash benchmarks/gpu_session.sh tune    # timings + profile, then tuning round 2 and ablations
 #
 # Expects the TikTok folder at ../shared/data/tiktok (or at .tiktok/, linked there) and writes
 # into $OUT (default benchmarks/results/gpu). Nothing here is part of CI.
@@ -18,7 +18,6 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/machine.txt"
 $PY -c "import torch, os; print('torch', torch.__version__, torch.cuda.get_device_name(), os.cpu_count(), 'cpus')" | tee -a "$OUT/machine.txt"
 
-if [ -d .gpu_src ]; then cp .gpu_src/*.py src/diffmm/; fi  # pinned copies of files mid-edit
 if [ "$mode" = smoke ]; then
     timeout 100 $PY -m pytest tests/test_cuda.py tests/test_estimator.py tests/test_precision.py \
         tests/test_baselines.py -k "cuda or precision" -q -p no:cacheprovider 2>&1 \
@@ -31,16 +30,27 @@ if [ "$mode" = smoke ]; then
     exit 0
 fi
 
-# full: the accuracy benchmark (main, tuning, ablations, bf16) in parallel on the one GPU, the
-# TikTok cold-start benchmark beside it, then the Amazon-Sports-scale speed scenario.
-JOBS=${JOBS:-12}
-MINUTES=${MINUTES:-5.5}
-$PY benchmarks/cold_start.py --data tiktok --epochs 20 > "$OUT/cold_start.log" 2>&1 &
-cold=$!
-$PY benchmarks/accuracy.py --data tiktok --groups main,tuning,ablations,precision --seeds 0,1,2 \
-    --device cuda --jobs "$JOBS" --threads 1 --deadline-minutes "$MINUTES" --out "$OUT" \
+# tune (the default afterwards): timings alone on the GPU first (TikTok epoch in fp32 and bf16, a
+# torch.profiler pass), then the second round of the tuning search, the missing ablation runs and
+# the tuned preset's seeds, 15 models at once, each stopped at a common time limit (it keeps its
+# best epoch so far), with the CUDA tests beside them. Earlier results are copied in first so
+# finished jobs are skipped. Few files come back: the JSON-lines results, logs, speed JSON.
+cp benchmarks/results/accuracy_tiktok.jsonl "$OUT/" 2>/dev/null
+for precision in fp32 bf16; do
+    timeout 100 $PY benchmarks/speed.py --scenarios tiktok --device cuda --epochs 3 \
+        --precision $precision --label h200-$precision --out "$OUT/speed" 2>&1 | tail -4
+    cp "$OUT/speed/speed_h200-$precision.json" "$OUT/" 2>/dev/null
+done
+rm -rf "$OUT/speed"
+timeout 90 $PY benchmarks/profile_epoch.py --device cuda --epochs 2 --out "$OUT/profile_h200.txt" \
+    2>&1 | head -8
+(timeout 200 $PY -m pytest tests/test_cuda.py tests/test_estimator.py tests/test_precision.py \
+    tests/test_baselines.py -k "cuda or precision" -q -p no:cacheprovider 2>&1 | tail -30 \
+    >> "$OUT/machine.txt") &
+timeout "${WAVE_S:-430}" $PY benchmarks/accuracy.py --data tiktok --groups retune \
+    --configs modal_modal,audio_only,tuned --seeds 0,1,2 --by-seed --device cuda \
+    --jobs "${JOBS:-15}" --threads 1 --stop-minutes "${STOP_MIN:-6.2}" --out "$OUT" \
     > "$OUT/accuracy.log" 2>&1
-wait $cold
-cp benchmarks/results/cold_start_tiktok.json "$OUT/" 2>/dev/null
-timeout 120 $PY benchmarks/speed.py --scenarios sports --device cuda --epochs 1 \
-    --label gpu_sports --out "$OUT" 2>&1 | tail -8
+wait
+rm -f "$OUT/accuracy_tiktok.json" "$OUT/accuracy_tiktok.md"
+tail -25 "$OUT/accuracy.log"

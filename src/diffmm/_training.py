@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 import torch
+from torch.profiler import record_function
 
 from . import losses
 from ._graph import drop_edges, sparse_csr, top_k_graph
@@ -422,17 +423,20 @@ class Trainer:
         graphs = None
         if cfg.generate_graphs:
             start = time.perf_counter()
-            record.update(self.denoiser_epoch())
-            self._sync()
+            with record_function("diffmm.denoiser"):  # phase names for torch.profiler
+                record.update(self.denoiser_epoch())
+                self._sync()
             record["seconds_denoiser"] = time.perf_counter() - start
             self._check_finite(record, epoch, result)
             start = time.perf_counter()
-            graphs = self.generate_graphs()
-            self._sync()
+            with record_function("diffmm.generation"):
+                graphs = self.generate_graphs()
+                self._sync()
             record["seconds_generation"] = time.perf_counter() - start
         start = time.perf_counter()
-        record.update(self.recommender_epoch(graphs))
-        self._sync()
+        with record_function("diffmm.recommender"):
+            record.update(self.recommender_epoch(graphs))
+            self._sync()
         record["seconds_recommender"] = time.perf_counter() - start
         self._check_finite(record, epoch, result)
         fusion = getattr(self.network, "fusion_weights", None)
