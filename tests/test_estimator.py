@@ -82,7 +82,7 @@ def test_presets_follow_the_spec():
     assert DiffMMRecommender.from_preset("amazon-sports").temperature == 0.1
     tuned = DiffMMRecommender.from_preset("tiktok-tuned").get_params()
     spec = DiffMMRecommender.from_preset("tiktok").get_params()
-    assert {k for k in tuned if tuned[k] != spec[k]} == {"n_layers"}
+    assert {k for k in tuned if tuned[k] != spec[k]} == {"generated_graph_weight"}
     with pytest.raises(ValueError, match="Unknown preset 'nope'"):
         DiffMMRecommender.from_preset("nope")
 
