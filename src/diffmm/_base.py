@@ -207,7 +207,10 @@ class BaseRecommender(BaseEstimator):
 
     # -- scoring hooks -----------------------------------------------------------------------
 
-    def _score_block(self, user_indices: np.ndarray) -> np.ndarray:  # pragma: no cover
+    def _score_block(
+        self, user_indices: np.ndarray, out: np.ndarray | None = None
+    ) -> np.ndarray:  # pragma: no cover
+        """Scores of these users for every item; may write them into ``out`` (scratch)."""
         raise NotImplementedError
 
     def _score_pairs(
@@ -282,7 +285,7 @@ class BaseRecommender(BaseEstimator):
         user_idx = self._users.index(user_arr, name="users")
         exclude = self.interactions_[user_idx] if exclude_seen else None
         return self._rank(
-            lambda rows: self._score_block(user_idx[rows]),
+            self._chunk_scorer(user_idx),
             len(user_idx),
             n,
             exclude=exclude,
@@ -336,20 +339,44 @@ class BaseRecommender(BaseEstimator):
             scores = score_rows(rows)
             return scores[:, candidates] if restricted else scores
 
-        top, top_scores = _metrics.rank_items(
-            block, n, exclude=exclude, users=np.arange(n_rows), chunk_size=batch_size
+        top, top_scores = _metrics._rank_items(
+            block,
+            n,
+            exclude=exclude,
+            users=np.arange(n_rows),
+            chunk_size=batch_size,
+            owned_blocks=True,  # fresh or scratch blocks: masked in place
         )
         padding = top < 0
         top = candidates[np.where(padding, 0, top)]
         return self._items.to_ids(top), np.where(padding, -np.inf, top_scores)
 
+    def _chunk_scorer(self, user_idx: np.ndarray) -> Any:
+        """``score(rows)``: the scores of ``user_idx[rows]``, written into one reused block.
+
+        Each block is consumed (masked and ranked) before the next is asked for, so one scratch
+        array serves every chunk instead of a fresh allocation per chunk.
+        """
+        scratch: list[np.ndarray] = []
+
+        def score(rows: np.ndarray) -> np.ndarray:
+            users = user_idx[rows]
+            out = scratch[0][: len(users)] if scratch else None
+            block = self._score_block(users, out=out)
+            if not scratch:
+                scratch.append(block)
+            return block
+
+        return score
+
     def _top_items(self, user_idx: np.ndarray, k: int, batch_size: int = 1024) -> np.ndarray:
-        top, _ = _metrics.rank_items(
-            self._score_block,
+        top, _ = _metrics._rank_items(
+            self._chunk_scorer(np.arange(self.n_users_)),
             k,
             exclude=self.interactions_,
             users=user_idx,
             chunk_size=batch_size,
+            owned_blocks=True,
         )
         return top
 

@@ -179,9 +179,13 @@ class FactorRecommender(BaseRecommender):
 
     # -- scoring ---------------------------------------------------------------------------
 
-    def _score_block(self, user_indices: np.ndarray) -> np.ndarray:
+    def _score_block(self, user_indices: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         check_is_fitted(self, "user_factors_")
-        return self.user_factors_[user_indices] @ self.item_factors_.T
+        users, items = self.user_factors_[user_indices], self.item_factors_
+        shape, dtype = (len(users), len(items)), np.result_type(users, items)
+        if out is not None and out.shape == shape and out.dtype == dtype:
+            return np.matmul(users, items.T, out=out)
+        return users @ items.T
 
     def _score_pairs(self, user_indices: np.ndarray, item_indices: np.ndarray) -> np.ndarray:
         check_is_fitted(self, "user_factors_")

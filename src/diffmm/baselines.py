@@ -82,7 +82,7 @@ class PopularityRecommender(BaseRecommender):
         super()._set_fitted_state(state)
         self.popularity_ = np.asarray(state["popularity_"], dtype=np.float64)
 
-    def _score_block(self, user_indices: np.ndarray) -> np.ndarray:
+    def _score_block(self, user_indices: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         check_is_fitted(self)
         return np.broadcast_to(self.popularity_, (len(user_indices), self.n_items_)).copy()
 

@@ -794,12 +794,15 @@ def _rank_block(
     k: int,
     ex_rows: np.ndarray | None,
     ex_cols: np.ndarray | None,
+    *,
+    owned: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` of one chunk; ties broken by lower item index.
 
-    Float scores go through ``torch.topk`` (one masked copy and a partial selection); rows
-    where that could differ from the exact rule (a tie at the k-th place, or fewer than ``k``
-    finite candidates) are redone by :func:`_rank_block_exact`, so the result is the same.
+    Float scores go through ``torch.topk`` (one masked copy, or masking in place when the block
+    is ``owned``, and a partial selection); rows where that could differ from the exact rule (a
+    tie at the k-th place, or fewer than ``k`` finite candidates) are redone by
+    :func:`_rank_block_exact`, so the result is the same.
     """
     if block.dtype.kind != "f" or block.dtype.itemsize < 4 or k >= block.shape[1]:
         return _rank_block_exact(block, k, ex_rows, ex_cols)
@@ -807,7 +810,9 @@ def _rank_block(
         block = np.array(block)  # torch wants writable, native-order memory; never written
     key = torch.from_numpy(block)
     if ex_rows is not None:
-        key = key.clone()  # the caller's block is never written
+        if not owned:
+            key = key.clone()  # the caller's block is never written
+        # (An owned block keeps the -inf: the exact redo below excludes these items anyway.)
         key[torch.from_numpy(ex_rows), torch.from_numpy(ex_cols)] = -torch.inf
     vals, idx = torch.topk(key, k + 1, dim=1)  # sorted, best first
     # topk ranks NaN above every number, so a row holding a NaN shows one in its top k + 1.
@@ -959,6 +964,23 @@ def rank_items(
     >>> items
     array([[0, 3, 1]])
     """
+    return _rank_items(scores, k, exclude=exclude, users=users, chunk_size=chunk_size)
+
+
+def _rank_items(
+    scores: npt.ArrayLike | Callable[[np.ndarray], npt.ArrayLike],
+    k: int,
+    *,
+    exclude: sp.spmatrix | sp.sparray | None = None,
+    users: npt.ArrayLike | None = None,
+    chunk_size: int = 1024,
+    owned_blocks: bool = False,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """:func:`rank_items`; ``owned_blocks`` says a callable's blocks may be overwritten.
+
+    The package's recommenders return a fresh (or scratch) block per chunk, so masking can
+    write into it instead of copying it first.
+    """
     if not _is_int(k) or int(k) < 1:
         raise ValueError(f"k must be an int >= 1 (the number of items to return); got {k!r}.")
     k = int(k)
@@ -1039,7 +1061,8 @@ def rank_items(
             nz = np.asarray(sub.data) != 0
             ex_rows = np.repeat(np.arange(stop - start), np.diff(sub.indptr))[nz]
             ex_cols = np.asarray(sub.indices)[nz]
-        items, vals = _rank_block(block, k, ex_rows, ex_cols)
+        owned = owned_blocks and dense is None
+        items, vals = _rank_block(block, k, ex_rows, ex_cols, owned=owned)
         top_items[start:stop] = items
         top_scores[start:stop] = vals
     return top_items, top_scores
