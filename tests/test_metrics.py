@@ -506,8 +506,8 @@ def test_rank_items_matches_reference(problem, chunk_size):
 @SETTINGS
 @given(scoring_problem(), st.integers(1, 5))
 def test_owned_blocks_are_masked_in_place_with_the_same_result(problem, chunk_size):
-    # The recommenders' path: each chunk's block is fresh, so masking writes into it; the
-    # ranking (ties and -inf rows included) must not change.
+    # The recommenders' path: each chunk's block is fresh, so masking writes into it; the tie
+    # and -inf redo must still see the block's own scores.
     scores, excluded, k = problem
     scores = scores.astype(np.float32)
     exclude = sp.csr_matrix(excluded.astype(np.float64))

@@ -307,17 +307,10 @@ class Trainer:
             pairs = [
                 (views[a], views[b]) for a in range(len(views)) for b in range(a + 1, len(views))
             ]
-        # precision="bf16": the (batch, n_nodes) similarity products in bfloat16 too (CPU).
-        low = torch.bfloat16 if cfg.precision == "bf16" else None
         total = output.new_zeros(())
         for x, y in pairs:
-            for view_x, view_y, nodes in (
-                (x[:n_users], y[:n_users], users),
-                (x[n_users:], y[n_users:], items),
-            ):
-                total = total + losses.info_nce(
-                    view_x, view_y, nodes, cfg.temperature, similarity_dtype=low
-                )
+            total = total + losses.info_nce(x[:n_users], y[:n_users], users, cfg.temperature)
+            total = total + losses.info_nce(x[n_users:], y[n_users:], items, cfg.temperature)
         return total
 
     def recommender_epoch(self, graphs: list[torch.Tensor] | None) -> dict[str, float]:

@@ -31,12 +31,7 @@ def l2_penalty(*tables: torch.Tensor) -> torch.Tensor:
 
 
 def info_nce(
-    view_x: torch.Tensor,
-    view_y: torch.Tensor,
-    nodes: torch.Tensor,
-    temperature: float,
-    *,
-    similarity_dtype: torch.dtype | None = None,
+    view_x: torch.Tensor, view_y: torch.Tensor, nodes: torch.Tensor, temperature: float
 ) -> torch.Tensor:
     """InfoNCE of ``view_x[nodes]`` against all rows of ``view_y`` (SPEC §6).
 
@@ -60,11 +55,6 @@ def info_nce(
         Rows of ``view_x`` (and their positives in ``view_y``) in the batch; repeats allowed.
     temperature : float
         ``τ > 0``.
-    similarity_dtype : torch.dtype, optional
-        On CPU, the dtype of the (batch, n_nodes) similarity products and of their kept
-        exponentials, e.g. ``torch.bfloat16`` (``precision="bf16"``): the products run at the
-        reduced-precision matmul rate, row sums and gradients are accumulated in the input
-        dtype. ``None`` (default) keeps the input dtype.
 
     Returns
     -------
@@ -96,8 +86,7 @@ def info_nce(
     limit = math.log(torch.finfo(x.dtype).max) - 4.0
     safe = 2.0 / abs(temperature) + math.log(max(y.shape[0], 1)) < limit
     shift = positive.detach() if safe else None
-    low = None if similarity_dtype in (None, x.dtype) else similarity_dtype
-    per_row = _RowLogSumExp.apply(x, y, shift, _block_rows(y), low) - positive
+    per_row = _RowLogSumExp.apply(x, y, shift, _block_rows(y)) - positive
     return (per_row * counts.to(per_row.dtype)).sum() / nodes.numel()
 
 
@@ -115,57 +104,46 @@ class _RowLogSumExp(torch.autograd.Function):
     """``logsumexp(x @ y.T, dim=1)``, keeping ``exp(x @ y.T − shift)`` for the backward.
 
     ``shift`` (detached, shape (batch,)) must keep the exponents from overflowing; ``None``
-    uses the row maxima. The result does not depend on it, hence no gradient for it. ``low``
-    (a dtype or ``None``) is the dtype of the products and of the kept exponentials; sums and
-    gradients stay in the inputs' dtype.
+    uses the row maxima. The result does not depend on it, hence no gradient for it.
     """
 
     @staticmethod
-    def forward(ctx, x, y, shift, block, low):
+    def forward(ctx, x, y, shift, block):
         n_rows = x.shape[0]
         sums = x.new_empty(n_rows)
         shifts = x.new_empty(n_rows) if shift is None else shift
-        xm, ym = (x, y) if low is None else (x.to(low), y.to(low))
         blocks = []
         for start in range(0, n_rows, block):
             stop = min(start + block, n_rows)
-            e = torch.mm(xm[start:stop], ym.T)
+            e = torch.mm(x[start:stop], y.T)
             if shift is None:
-                shifts[start:stop] = torch.amax(e, dim=1)
-            e.sub_(shifts[start:stop, None].to(e.dtype)).exp_()
-            sums[start:stop] = torch.sum(e, dim=1, dtype=sums.dtype)
+                torch.amax(e, dim=1, out=shifts[start:stop])
+            e.sub_(shifts[start:stop, None]).exp_()
+            torch.sum(e, dim=1, out=sums[start:stop])
             blocks.append(e)
         if any(ctx.needs_input_grad[:2]):
-            ctx.save_for_backward(xm, ym, sums, *blocks)
+            ctx.save_for_backward(x, y, sums, *blocks)
         return shifts + sums.log()
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        x, y, sums, *blocks = ctx.saved_tensors  # x, y in the products' dtype
+        x, y, sums, *blocks = ctx.saved_tensors
         # d lse_b / d x_b = Σ_n P_bn y_n with P = E / sums: fold 1/sums into the (batch,) scale.
         scale = (grad / sums)[:, None]
-        dtype = sums.dtype
-        grad_x = x.new_empty(x.shape, dtype=dtype) if ctx.needs_input_grad[0] else None
-        grad_y = y.new_zeros(y.shape, dtype=dtype) if ctx.needs_input_grad[1] else None
+        grad_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None
+        grad_y = torch.zeros_like(y) if ctx.needs_input_grad[1] else None
         start = 0
         for e in blocks:
             stop = start + e.shape[0]
             if grad_x is not None:
-                if e.dtype == dtype:
-                    torch.mm(e, y, out=grad_x[start:stop])
-                else:
-                    grad_x[start:stop] = torch.mm(e, y)
+                torch.mm(e, y, out=grad_x[start:stop])
             if grad_y is not None:
-                scaled = (x[start:stop] * scale[start:stop]).to(e.dtype)
-                if e.dtype == dtype:
-                    grad_y.addmm_(e.T, scaled)
-                else:
-                    grad_y += torch.mm(e.T, scaled)
+                grad_y.addmm_(e.T, x[start:stop] * scale[start:stop])
             start = stop
         if grad_x is not None:
             grad_x.mul_(scale)
-        return grad_x, grad_y, None, None, None
+        return grad_x, grad_y, None, None
 
 
 def diffusion_loss(x0: torch.Tensor, x0_pred: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
