@@ -127,6 +127,20 @@ def test_predict_matches_recommend_scores(fitted):
     assert np.all(np.diff(scores, axis=1) <= 0)
 
 
+def test_recommend_reuses_one_score_block_with_the_same_result(fitted):
+    users = fitted.user_ids_
+    full = fitted.user_factors_ @ fitted.item_factors_.T
+    scratch = np.empty((4, fitted.n_items_), dtype=np.float32)
+    block = fitted._score_block(np.arange(3), out=scratch[:3])
+    assert np.shares_memory(block, scratch)
+    np.testing.assert_allclose(block, full[:3], rtol=1e-5, atol=1e-6)
+    # Chunks of 7 users through one scratch block rank like one chunk of every user.
+    small = fitted.recommend(users, n=5, batch_size=7)
+    large = fitted.recommend(users, n=5, batch_size=len(users))
+    np.testing.assert_array_equal(small[0], large[0])
+    np.testing.assert_allclose(small[1], large[1], rtol=1e-5)
+
+
 def test_recommend_excludes_training_items(fitted, tiny_data):
     ids, _ = fitted.recommend(np.arange(tiny_data.n_users), n=10)
     seen = tiny_data.train

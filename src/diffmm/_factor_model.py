@@ -183,9 +183,15 @@ class FactorRecommender(BaseRecommender):
         check_is_fitted(self, "user_factors_")
         users, items = self.user_factors_[user_indices], self.item_factors_
         shape, dtype = (len(users), len(items)), np.result_type(users, items)
-        if out is not None and out.shape == shape and out.dtype == dtype:
-            return np.matmul(users, items.T, out=out)
-        return users @ items.T
+        if out is None or out.shape != shape or out.dtype != dtype:
+            out = np.empty(shape, dtype=dtype)
+        # torch's matmul, not NumPy's: NumPy's BLAS threads keep spinning after the product and
+        # take the cores from the top-k selection that follows (torch's threads), doubling it.
+        if users.dtype == items.dtype == dtype and dtype in (np.float32, np.float64):
+            torch.mm(torch.from_numpy(users), torch.from_numpy(items).T, out=torch.from_numpy(out))
+        else:
+            np.matmul(users, items.T, out=out)
+        return out
 
     def _score_pairs(self, user_indices: np.ndarray, item_indices: np.ndarray) -> np.ndarray:
         check_is_fitted(self, "user_factors_")
