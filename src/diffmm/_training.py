@@ -324,17 +324,19 @@ class Trainer:
         order = self.rng.permutation(len(self.train_users))
         # G_m is not symmetric after edge dropout: transpose it once for all backward passes.
         extra = {} if graphs is None else {"graphs_t": [transpose_csr(g) for g in graphs]}
-        for batch in _batches(order, cfg.batch_size):
-            users = torch.as_tensor(self.train_users[batch], device=self.device)
-            items = torch.as_tensor(self.train_items[batch], device=self.device)
-            negs = torch.as_tensor(negatives[batch], device=self.device)
+        # The epoch's (user, item, negative) triples in batch order, moved to the device once:
+        # each batch is a slice (on a GPU, no host-to-device copy per batch).
+        triples = np.stack([self.train_users[order], self.train_items[order], negatives[order]])
+        triples = torch.as_tensor(triples, device=self.device)
+        for start in range(0, len(order), cfg.batch_size):
+            users, items, negs = triples[:, start : start + cfg.batch_size]
             output, views = self.network(self.adjacency, graphs, with_views=use_cl, **extra)
             user_out, item_out = output[: self.n_users], output[self.n_users :]
             bpr = losses.bpr_loss(user_out[users], item_out[items], item_out[negs])
             if cfg.l2_scope == "batch":
                 item_table = self.network.item_embedding
                 rows = (self.network.user_embedding[users], item_table[items], item_table[negs])
-                l2 = cfg.l2_weight * losses.l2_penalty(*rows) / (2 * len(batch))
+                l2 = cfg.l2_weight * losses.l2_penalty(*rows) / (2 * len(users))
             else:
                 l2 = cfg.l2_weight * losses.l2_penalty(
                     self.network.user_embedding, self.network.item_embedding
