@@ -6,16 +6,19 @@ Recall/NDCG/Precision@10 and @20 are reported, mean ± std over seeds. The test 
 aside and never read: every choice here (epochs, settings) is made on validation.
 
 Configurations (``CONFIGS``): ``popularity``, ``lightgcn`` (same training loop, BPR + L2, no
-modalities), ``spec`` (the SPEC's TikTok settings: ``DiffMMRecommender.from_preset("tiktok")``),
-ablations through the estimator's switches (``no_diffusion``, ``no_contrastive``,
-``no_alignment``, ``image_only``, ``audio_only``, ``modal_modal``), ``spec_bf16``
-(``precision="bf16"``) and ``tuned`` (the ``tiktok-tuned`` preset found by the search below).
+modalities) and its search (``--groups baselines``), ``spec`` (the SPEC's TikTok settings:
+``DiffMMRecommender.from_preset("tiktok")``), ablations through the estimator's switches
+(``no_diffusion``, ``no_contrastive``, ``no_alignment``, ``image_only``, ``audio_only``,
+``modal_modal``), ``spec_bf16`` (``precision="bf16"``) and ``tuned`` (the ``tiktok-tuned``
+preset found by the search below, the same settings as ``ggw_0.5``).
 
-Tuning (``--groups tuning``): one-at-a-time sweeps around the SPEC settings
-(``sklearn.model_selection.ParameterGrid`` per setting, seed 0), then the settings that beat
-``spec`` on seed 0 are combined (best value per setting: all improving settings, and the best two)
-and the combinations plus the best single changes run with every seed; the best mean validation
-Recall@20 wins. All selection is on validation.
+Tuning, in rounds of one-at-a-time changes (``sklearn.model_selection.ParameterGrid`` per
+setting) with the first seed, then the promising ones with every seed:
+``--groups tuning`` (around the SPEC settings; the settings that beat ``spec`` on seed 0 are
+combined and rerun with every seed automatically), ``retune`` (around two layers, the first
+round's pick), ``explore`` (around the SPEC settings, what the other rounds left out) and
+``explore2`` (the best of ``explore`` and their combinations, every seed). All selection is on
+validation.
 
 Run (one command; jobs run in parallel worker processes, results stream to a JSON-lines file so
 an interrupted run keeps what finished and a rerun skips it)::
@@ -23,7 +26,10 @@ an interrupted run keeps what finished and a rerun skips it)::
     python benchmarks/accuracy.py --data tiktok --groups main,ablations --seeds 0,1,2
     python benchmarks/accuracy.py --data synthetic --groups main,ablations
 
-and ``--summarize`` rebuilds the JSON and markdown tables from the JSON-lines file.
+and ``--summarize`` rebuilds the JSON and markdown tables from the JSON-lines file
+(``--docs docs/accuracy.md`` also writes them into that page). ``--stop-minutes`` gives every
+job a common training time limit (each keeps its best epoch so far; marked ``*``), for
+fitting a search into a lent GPU's time.
 """
 
 from __future__ import annotations
