@@ -240,9 +240,8 @@ class Trainer:
         for batch in _batches(self.rng.permutation(self.n_users), cfg.batch_size):
             x0 = self._dense_rows(batch)
             parts = x0.new_zeros(2)
-            for opt in self.denoiser_optimizers:
-                opt.zero_grad(set_to_none=True)
-            for m, denoiser in enumerate(self.denoisers):
+            modalities = zip(self.denoisers, self.denoiser_optimizers, strict=True)
+            for m, (denoiser, opt) in enumerate(modalities):
                 t = self._randint(self.schedule.steps, len(batch))
                 x_t = q_sample(self.schedule, x0, t, self._randn(tuple(x0.shape)))
                 with self._dense_precision():
@@ -251,12 +250,13 @@ class Trainer:
                 weights = loss_weight(self.schedule, t, dtype=x0.dtype)
                 diff = losses.diffusion_loss(x0, x0_pred, weights)
                 align = losses.alignment_loss(x0_pred, x0, modality_emb[m], item_emb)
-                # The modalities' denoisers share no parameter: backward per modality gives the
-                # gradients of the summed loss while only one modality's activations are alive.
+                # The modalities' denoisers share no parameter: backward and step per modality
+                # give the same update as for the summed loss while only one modality's
+                # activations and gradients are alive.
                 (diff + cfg.alignment_weight * align).backward()
-                parts = parts + torch.stack([diff.detach(), align.detach()])
-            for opt in self.denoiser_optimizers:
                 opt.step()
+                opt.zero_grad(set_to_none=True)
+                parts = parts + torch.stack([diff.detach(), align.detach()])
             totals += parts
             n_batches += 1
         mean = (totals / max(n_batches, 1)).tolist()
