@@ -463,3 +463,21 @@ def test_alignment_loss_gradcheck_in_prediction():
     phi = torch.randn(4, 2, dtype=torch.float64, generator=gen)
     e_i = torch.randn(4, 2, dtype=torch.float64, generator=gen)
     assert torch.autograd.gradcheck(lambda p: alignment_loss(p, x0, phi, e_i), (pred,))
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1e-3])  # the positive as shift / the row maximum
+def test_info_nce_recomputed_exponentials_match_kept_ones_bit_for_bit(monkeypatch, temperature):
+    # Large calls recompute the (batch, n_nodes) exponentials in the backward instead of
+    # keeping them: the loss and both gradients must not change by a single bit.
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(500, 8, generator=gen, requires_grad=True)
+    y = torch.randn(500, 8, generator=gen, requires_grad=True)
+    nodes = torch.randint(0, 500, (200,), generator=gen)
+    monkeypatch.setattr(losses, "_BLOCK_BYTES", 7 * 500 * 4)  # several blocks, a ragged last
+    results = []
+    for keep_bytes in (1 << 40, 0):
+        monkeypatch.setattr(losses, "_KEEP_BYTES", keep_bytes)
+        loss = info_nce(x, y, nodes, temperature)
+        results.append((loss, *torch.autograd.grad(loss, (x, y))))
+    for kept, recomputed in zip(*results, strict=True):
+        assert torch.equal(kept, recomputed)

@@ -100,11 +100,26 @@ def _block_rows(y: torch.Tensor) -> int:
     return max(1, _BLOCK_BYTES // max(y.shape[0] * y.element_size(), 1))
 
 
+# Above this size a call's exponentials are not kept for the backward but recomputed there
+# (bit for bit the same): memory per call stays at one block of rows however many nodes there
+# are (at Amazon-Sports size ~0.4 GB per batch), for one more product per block.
+_KEEP_BYTES = 64 << 20
+
+
+def _exponentials(x, y, shifts, block):
+    """``(start, exp(x[start:stop] @ y.T − shifts[start:stop]))`` per block of rows."""
+    for start in range(0, x.shape[0], block):
+        stop = min(start + block, x.shape[0])
+        e = torch.mm(x[start:stop], y.T)
+        yield start, e.sub_(shifts[start:stop, None]).exp_()
+
+
 class _RowLogSumExp(torch.autograd.Function):
     """``logsumexp(x @ y.T, dim=1)``, keeping ``exp(x @ y.T − shift)`` for the backward.
 
     ``shift`` (detached, shape (batch,)) must keep the exponents from overflowing; ``None``
-    uses the row maxima. The result does not depend on it, hence no gradient for it.
+    uses the row maxima. The result does not depend on it, hence no gradient for it. Past
+    ``_KEEP_BYTES`` the exponentials are recomputed in the backward instead of kept.
     """
 
     @staticmethod
@@ -112,6 +127,7 @@ class _RowLogSumExp(torch.autograd.Function):
         n_rows = x.shape[0]
         sums = x.new_empty(n_rows)
         shifts = x.new_empty(n_rows) if shift is None else shift
+        keep = n_rows * y.shape[0] * x.element_size() <= _KEEP_BYTES
         blocks = []
         for start in range(0, n_rows, block):
             stop = min(start + block, n_rows)
@@ -120,27 +136,32 @@ class _RowLogSumExp(torch.autograd.Function):
                 torch.amax(e, dim=1, out=shifts[start:stop])
             e.sub_(shifts[start:stop, None]).exp_()
             torch.sum(e, dim=1, out=sums[start:stop])
-            blocks.append(e)
+            if keep:
+                blocks.append(e)
         if any(ctx.needs_input_grad[:2]):
-            ctx.save_for_backward(x, y, sums, *blocks)
+            ctx.save_for_backward(x, y, sums, shifts, *blocks)
+        ctx.block = block
         return shifts + sums.log()
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        x, y, sums, *blocks = ctx.saved_tensors
+        x, y, sums, shifts, *blocks = ctx.saved_tensors
+        if blocks:
+            starts = range(0, x.shape[0], ctx.block)
+            exponentials = zip(starts, blocks, strict=True)
+        else:
+            exponentials = _exponentials(x, y, shifts, ctx.block)
         # d lse_b / d x_b = Σ_n P_bn y_n with P = E / sums: fold 1/sums into the (batch,) scale.
         scale = (grad / sums)[:, None]
         grad_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None
         grad_y = torch.zeros_like(y) if ctx.needs_input_grad[1] else None
-        start = 0
-        for e in blocks:
+        for start, e in exponentials:
             stop = start + e.shape[0]
             if grad_x is not None:
                 torch.mm(e, y, out=grad_x[start:stop])
             if grad_y is not None:
                 grad_y.addmm_(e.T, x[start:stop] * scale[start:stop])
-            start = stop
         if grad_x is not None:
             grad_x.mul_(scale)
         return grad_x, grad_y, None, None
