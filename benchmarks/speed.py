@@ -77,9 +77,11 @@ The expected peak, from the fitted model's sizes (4 bytes per float; ``P`` = num
 parameters, ``B`` = denoiser batch rows, ``D`` = embedding size)::
 
     RSS before training                      (measured: Python, torch, the data)
-  + 6·4·(P_network + P_denoisers)            weights, gradients, Adam's two moments,
-                                             and two weight copies (the best epoch's and,
-                                             while a new best is being copied, the next)
+  + 5·4·(P_network + P_denoisers)            weights, Adam's two moments and two weight
+                                             copies (the best epoch's and, while a new
+                                             best is being copied, the next)
+  + 4·(P_network + max_m P_denoiser_m)       gradients (each denoiser is stepped right
+                                             after its own backward)
   + 4·Σ_m I·d_m                              the estimator's float32 copy of the features
   + 12·(nnz(A) + 2·Σ_m nnz(G_m))             CSR graphs (float32 value + int64 column):
                                              adjacency, generated graphs of two epochs
@@ -90,7 +92,9 @@ parameters, ``B`` = denoiser batch rows, ``D`` = embedding size)::
                                              and x0 − x̂0; four rows of temporaries (x_t,
                                              noise, dropout mask, grads)
         recommender: 4·(U+I)·D·(12·M + 8)    full-graph forward activations kept for backward
-                   + 8·B·(U+I)·pairs         InfoNCE's (B × nodes) similarities, per view pair
+                   + 2·pairs·(k(U) + k(I))   InfoNCE's (B × nodes) exponentials per view pair:
+                                             k(n) = 4·B·n when that is at most 64 MB, else
+                                             one 8 MB block (recomputed in the backward)
 
 It counts live tensors, in fp32 (with ``--precision bf16`` some dense temporaries are
 half that size). On the CPU, glibc's allocator keeps some freed blocks (those under its
@@ -123,6 +127,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
+
+from diffmm.losses import _BLOCK_BYTES, _KEEP_BYTES
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -334,9 +340,17 @@ def memory_estimate(model: Any, rss_before: int | None) -> dict[str, Any]:
     }[model.contrastive if model.contrastive_weight > 0 else None]
     # One modality's activations at a time (the trainer runs backward per modality).
     dense_denoiser = 4 * batch * n_items * (1 + 3 + 4) if denoisers else 0
-    dense_recommender = 4 * n_nodes * dim * (12 * n_modalities + 8) + 8 * batch * n_nodes * pairs
+
+    def kept(n_side: int) -> int:  # InfoNCE's exponentials of one call (see diffmm.losses)
+        size = 4 * batch * n_side
+        return size if size <= _KEEP_BYTES else _BLOCK_BYTES
+
+    similarities = 2 * pairs * (kept(n_users) + kept(n_items))
+    dense_recommender = 4 * n_nodes * dim * (12 * n_modalities + 8) + similarities
+    # Gradients: the network's, and one denoiser's at a time (stepped after its backward).
+    largest_denoiser = max((sum(p.numel() for p in d.parameters()) for d in denoisers), default=0)
     parts = {
-        "parameters_adam_snapshots": 6 * 4 * params,
+        "parameters_adam_snapshots": 5 * 4 * params + 4 * largest_denoiser,
         "features": 4 * features,
         "graphs": _graph_bytes(adjacency, n_nodes) + 2 * _graph_bytes(generated, n_nodes),
         "interactions": 64 * nnz,

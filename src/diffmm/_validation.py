@@ -410,8 +410,8 @@ def _as_feature_array(value: Any, what: str) -> np.ndarray:
         raise ValueError(f"{what} must have shape (n_items, n_features), got shape {arr.shape}.")
     if arr.shape[1] < 1:
         raise ValueError(f"{what} has no feature columns.")
-    # float16 sums overflow: upcast before any arithmetic.
-    arr = arr.astype(np.float32)
+    # float16 sums overflow: upcast before any arithmetic (``arr`` is already our own copy).
+    arr = arr.astype(np.float32, copy=False)
     _check_finite(arr, what)
     return arr
 
