@@ -107,6 +107,8 @@ GROUPS = {
     "tuned": ["tuned"],
     "explore2": ["l2_1e-5", "ggw_0.5", "l2_1e-5+ggw_0.5", "l2_1e-5+ggw_0.5+res_0.8"],
     "explore_cpu": ["ggw_0.8_bf16"],
+    # Next round, around the tuned preset, every seed (not run yet: sized for one GPU wave).
+    "round4": [],
     # Second round of the search, around the first round's pick (``layers2``); seed 0 only.
     "retune": [],
     # Third round, around the SPEC settings: what the first two rounds left out; seed 0 only.
@@ -155,6 +157,15 @@ EXPLORE_SWEEPS: dict[str, list[Any]] = {
     "graph_top_k": [3],
     "denoiser_dropout": [0.2],
 }
+# Around ``tiktok-tuned`` (generated-graph weight 0.5): the diffusion side, now that the
+# generated graphs weigh more.
+ROUND4_SWEEPS: dict[str, list[Any]] = {
+    "diffusion_steps": [10],
+    "noise_scale": [0.5],
+    "graph_top_k": [3],
+    "edge_keep_rate": [1.0],
+    "generated_graph_weight": [0.35],
+}
 LIGHTGCN_SWEEPS: dict[str, list[Any]] = {"n_layers": [1, 2], "l2_weight": [1e-3]}
 
 
@@ -167,6 +178,10 @@ def _register_retune() -> None:
         label = "retune:" + ",".join(f"{k}={v}" for k, v in params.items())
         CONFIGS[label] = ("diffmm", {"n_layers": 2, **params})
         GROUPS["retune"].append(label)
+    for params in ParameterGrid([{name: values} for name, values in ROUND4_SWEEPS.items()]):
+        label = "round4:" + ",".join(f"{k}={v}" for k, v in params.items())
+        CONFIGS[label] = ("diffmm_preset", {"preset": "tiktok-tuned", **params})
+        GROUPS["round4"].append(label)
     for params in (p for v in EXPLORE_SWEEPS.items() for p in ParameterGrid(dict([v]))):
         label = "explore:" + ",".join(f"{k}={v}" for k, v in params.items())
         CONFIGS[label] = ("diffmm", params)
@@ -475,7 +490,7 @@ RESULT_GROUPS = [
     "explore2",
     "explore_cpu",
 ]
-SEARCH_GROUPS = ["tuning", "retune", "explore"]
+SEARCH_GROUPS = ["tuning", "retune", "explore", "round4"]
 
 
 def inject_docs(rows: dict[str, dict], page: Path) -> None:
