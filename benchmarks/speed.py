@@ -351,7 +351,8 @@ def memory_estimate(model: Any, rss_before: int | None) -> dict[str, Any]:
     largest_denoiser = max((sum(p.numel() for p in d.parameters()) for d in denoisers), default=0)
     parts = {
         "parameters_adam_snapshots": 5 * 4 * params + 4 * largest_denoiser,
-        "features": 4 * features,
+        # The model's own copy, unless it references the caller's float32 arrays.
+        "features": 4 * features if getattr(model, "copy_features", True) else 0,
         "graphs": _graph_bytes(adjacency, n_nodes) + 2 * _graph_bytes(generated, n_nodes),
         "interactions": 64 * nnz,
         "dense_peak": max(dense_denoiser, dense_recommender),
@@ -415,6 +416,8 @@ def _estimator(job: dict[str, Any]) -> Any:
                 "'precision' parameter yet; run with --precision fp32."
             )
         settings["precision"] = job["precision"]
+    if not job.get("copy_features", True):
+        settings["copy_features"] = False
     if name == "tiktok":
         return DiffMMRecommender.from_preset("tiktok", **settings)
     spec = SYNTHETIC[name]
@@ -671,6 +674,7 @@ def run_scenario(
         "epochs": epochs,
         "device": str(device),
         "precision": args.precision,
+        "copy_features": not args.no_feature_copy,
         "threads": args.threads,
         "tiktok_path": str(args.tiktok_path),
         "cache": str(folder / name),
@@ -825,6 +829,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     parser.add_argument(
         "--threads", type=int, default=None, help="torch and BLAS threads (default: torch's)"
+    )
+    parser.add_argument(
+        "--no-feature-copy",
+        action="store_true",
+        help="fit with copy_features=False (the model references the features, no copy)",
     )
     parser.add_argument("--label", default=None, help="results file suffix (default: device)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")

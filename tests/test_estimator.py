@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import warnings
 
 import joblib
 import numpy as np
@@ -514,3 +515,41 @@ def test_tiktok_few_epochs_beat_popularity(tiktok_path):
     model.fit(data.train, data.features)
     assert np.all(np.isfinite(model.user_factors_))
     assert model.score(data.validation) > popularity.score(data.validation)
+
+
+# -- copy_features ----------------------------------------------------------------------------
+
+
+def _shares_features(model, arrays) -> list[bool]:
+    buffers = [model.network_.modality_features(m).numpy() for m in range(len(model.modalities_))]
+    return [np.shares_memory(b, a) for b, a in zip(buffers, arrays, strict=True)]
+
+
+def test_features_are_copied_by_default_and_referenced_on_request(tiny_data):
+    features = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tiny_data.features.items()}
+    copied = small_model(epochs=1).fit(tiny_data.train, features)
+    shared = small_model(epochs=1, copy_features=False).fit(tiny_data.train, features)
+    arrays = list(features.values())
+    assert not any(_shares_features(copied, arrays))
+    assert all(_shares_features(shared, arrays))
+    # Same model either way, and the caller's arrays are left as they were.
+    np.testing.assert_array_equal(copied.user_factors_, shared.user_factors_)
+    for name, array in features.items():
+        np.testing.assert_array_equal(array, tiny_data.features[name].astype(np.float32))
+
+
+def test_copy_features_false_copies_what_it_cannot_reference(tiny_data):
+    # float64 input is converted (a copy); a read-only float32 array (as from a read-only
+    # memory map) is referenced without a warning about non-writable arrays.
+    as64 = {k: np.asarray(v, dtype=np.float64) for k, v in tiny_data.features.items()}
+    model = small_model(epochs=1, copy_features=False).fit(tiny_data.train, as64)
+    assert not any(_shares_features(model, as64.values()))
+    frozen = {k: np.array(v, dtype=np.float32) for k, v in tiny_data.features.items()}
+    for array in frozen.values():
+        array.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = small_model(epochs=1, copy_features=False).fit(tiny_data.train, frozen)
+    assert all(_shares_features(model, frozen.values()))
+    with pytest.raises(ValueError, match="copy_features"):
+        small_model(copy_features="yes").fit(tiny_data.train, frozen)

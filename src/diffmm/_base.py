@@ -69,12 +69,17 @@ class BaseRecommender(BaseEstimator):
             constraints.update(getattr(klass, "_parameter_constraints", {}))
         validate_params(self.get_params(deep=False), constraints)
 
-    def _prepare_fit(self, interactions: Any, modality_features: Any) -> dict[str, np.ndarray]:
+    def _prepare_fit(
+        self, interactions: Any, modality_features: Any, *, copy_features: bool = True
+    ) -> dict[str, np.ndarray]:
         """Validate inputs, set the id maps and training matrices; return aligned features."""
         self._validate_params()
         rows = self._read(interactions, "interactions")
         users, items, features = resolve_universes(
-            rows, modality_features, require_features=self._requires_features
+            rows,
+            modality_features,
+            require_features=self._requires_features,
+            copy_features=copy_features,
         )
         matrix, weights = interaction_matrix(rows, users, items)
         self._users = users

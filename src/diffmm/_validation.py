@@ -399,7 +399,13 @@ class IdMap:
 # ---------------------------------------------------------------------------------------------
 
 
-def _as_feature_array(value: Any, what: str) -> np.ndarray:
+def _as_feature_array(value: Any, what: str, copy: bool = True) -> np.ndarray:
+    if not copy and _is_float32_matrix(value):
+        # The caller's own array, by reference: only read, never written.
+        if value.shape[1] < 1:
+            raise ValueError(f"{what} has no feature columns.")
+        _check_finite(value, what)
+        return value
     try:
         arr = np.array(value, dtype=None, copy=True)
     except ValueError as exc:
@@ -416,11 +422,22 @@ def _as_feature_array(value: Any, what: str) -> np.ndarray:
     return arr
 
 
+def _is_float32_matrix(value: Any) -> bool:
+    return (
+        isinstance(value, np.ndarray)
+        and value.dtype == np.float32
+        and value.dtype.isnative
+        and value.ndim == 2
+        and value.flags.c_contiguous
+    )
+
+
 def check_modality_features(
     modality_features: Any,
     *,
     n_items: int | None = None,
     name: str = "modality_features",
+    copy: bool = True,
 ) -> tuple[dict[str, np.ndarray], IdMap | None]:
     """Validate ``{modality: features}`` and return float32 arrays aligned to one item order.
 
@@ -438,7 +455,8 @@ def check_modality_features(
     Returns
     -------
     features : dict of str to ndarray of shape (n_items, d), float32
-        Fresh arrays; the caller's objects are not modified.
+        Fresh arrays (with ``copy=False``, the caller's own float32 C-contiguous arrays are
+        returned as they are); the caller's objects are not modified.
     items : IdMap or None
         The item universe defined by DataFrame features; ``None`` for array features.
 
@@ -466,7 +484,9 @@ def check_modality_features(
             "modality the same way."
         )
     if not any(keyed.values()):
-        features = {k: _as_feature_array(v, f"{name}[{k!r}]") for k, v in modality_features.items()}
+        features = {
+            k: _as_feature_array(v, f"{name}[{k!r}]", copy) for k, v in modality_features.items()
+        }
         counts = {k: v.shape[0] for k, v in features.items()}
         if len(set(counts.values())) > 1:
             raise ValueError(
@@ -537,6 +557,7 @@ def resolve_universes(
     modality_features: Any = None,
     *,
     require_features: bool = False,
+    copy_features: bool = True,
 ) -> tuple[IdMap, IdMap, dict[str, np.ndarray] | None]:
     """Decide the user and item universes of a fit and align the features to the items.
 
@@ -554,7 +575,9 @@ def resolve_universes(
         items = None
     else:
         n_items = rows.shape[1] if rows.shape is not None else None
-        features, items = check_modality_features(modality_features, n_items=n_items)
+        features, items = check_modality_features(
+            modality_features, n_items=n_items, copy=copy_features
+        )
         if items is None:
             items = IdMap.range(next(iter(features.values())).shape[0], what="item")
             if rows.items.dtype.kind not in "iu":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import numbers
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -71,7 +72,15 @@ PRESETS: dict[str, dict[str, Any]] = {
 CHECKPOINT_NAME = "checkpoint.diffmm"
 # Settings that may differ between a checkpointed run and its resumption.
 _RESUMABLE_CHANGES = frozenset(
-    {"epochs", "patience", "verbose", "device", "checkpoint_dir", "checkpoint_every"}
+    {
+        "epochs",
+        "patience",
+        "verbose",
+        "device",
+        "checkpoint_dir",
+        "checkpoint_every",
+        "copy_features",
+    }
 )
 
 
@@ -176,6 +185,12 @@ class DiffMMRecommender(FactorRecommender):
         ``fit(..., resume_from=checkpoint_dir)`` continues from it.
     checkpoint_every : int, default=1
         Epochs between checkpoints when ``checkpoint_dir`` is set.
+    copy_features : bool, default=True
+        Keep the model's own float32 copy of the modality features. ``False`` keeps a reference
+        to the caller's arrays instead when they already are float32, 2-D and C-contiguous
+        (memory-mapped ``.npy`` files included), which saves their size in memory on large
+        catalogues; the fitted model then reads those arrays, so do not modify them
+        afterwards. Other inputs are copied either way.
     user_col, item_col, weight_col : str
         Column names for DataFrame input.
 
@@ -241,6 +256,7 @@ class DiffMMRecommender(FactorRecommender):
         "temperature": [POSITIVE],
         "checkpoint_dir": [str, Path, None],
         "checkpoint_every": [POSITIVE_INT],
+        "copy_features": [bool],
     }
 
     def __init__(
@@ -283,6 +299,7 @@ class DiffMMRecommender(FactorRecommender):
         verbose: bool = False,
         checkpoint_dir: str | Path | None = None,
         checkpoint_every: int = 1,
+        copy_features: bool = True,
         user_col: str = "user",
         item_col: str = "item",
         weight_col: str | None = "weight",
@@ -324,6 +341,7 @@ class DiffMMRecommender(FactorRecommender):
         self.verbose = verbose
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
+        self.copy_features = copy_features
         self.user_col = user_col
         self.item_col = item_col
         self.weight_col = weight_col
@@ -393,15 +411,18 @@ class DiffMMRecommender(FactorRecommender):
         -------
         self
         """
-        features = self._prepare_fit(interactions, modality_features)
+        features = self._prepare_fit(
+            interactions, modality_features, copy_features=self.copy_features
+        )
         names = tuple(features)
         self._check_cross_params(len(names))
         held_out = self._validation_matrix(validation_data)
         device = self._resolve_device()
         rng, init_generator, train_generator = self._random_streams(device)
-        network, denoisers = self._build_modules(
-            [torch.from_numpy(features[m]) for m in names], init_generator
-        )
+        with warnings.catch_warnings():  # read-only (memory-mapped) features: never written
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            tensors = [torch.from_numpy(features[m]) for m in names]
+        network, denoisers = self._build_modules(tensors, init_generator)
         trainer = Trainer(
             network.to(device),
             [d.to(device) for d in denoisers],
