@@ -169,26 +169,24 @@ ROUND4_SWEEPS: dict[str, list[Any]] = {
 LIGHTGCN_SWEEPS: dict[str, list[Any]] = {"n_layers": [1, 2], "l2_weight": [1e-3]}
 
 
-def _register_retune() -> None:
+def _register_sweeps() -> None:
+    """Name the search rounds' configurations and fill their groups."""
     from sklearn.model_selection import ParameterGrid
 
-    grids = [ParameterGrid({name: values}) for name, values in RETUNE_SWEEPS.items()]
-    settings = [params for grid in grids for params in grid] + RETUNE_PAIRS
-    for params in settings:
-        label = "retune:" + ",".join(f"{k}={v}" for k, v in params.items())
-        CONFIGS[label] = ("diffmm", {"n_layers": 2, **params})
-        GROUPS["retune"].append(label)
-    for params in ParameterGrid([{name: values} for name, values in ROUND4_SWEEPS.items()]):
-        label = "round4:" + ",".join(f"{k}={v}" for k, v in params.items())
-        CONFIGS[label] = ("diffmm_preset", {"preset": "tiktok-tuned", **params})
-        GROUPS["round4"].append(label)
-    for params in (p for v in EXPLORE_SWEEPS.items() for p in ParameterGrid(dict([v]))):
-        label = "explore:" + ",".join(f"{k}={v}" for k, v in params.items())
-        CONFIGS[label] = ("diffmm", params)
-        GROUPS["explore"].append(label)
+    rounds = [  # group, one-at-a-time sweeps, extra combinations, kind, base settings
+        ("retune", RETUNE_SWEEPS, RETUNE_PAIRS, "diffmm", {"n_layers": 2}),
+        ("round4", ROUND4_SWEEPS, [], "diffmm_preset", {"preset": "tiktok-tuned"}),
+        ("explore", EXPLORE_SWEEPS, [], "diffmm", {}),
+    ]
+    for group, sweeps, pairs, kind, base in rounds:
+        grid = ParameterGrid([{name: values} for name, values in sweeps.items()])
+        for params in [*grid, *pairs]:
+            label = f"{group}:" + ",".join(f"{k}={v}" for k, v in params.items())
+            CONFIGS[label] = (kind, {**base, **params})
+            GROUPS[group].append(label)
 
 
-_register_retune()
+_register_sweeps()
 METRICS = ("recall", "ndcg", "precision")
 KS = (10, 20)
 

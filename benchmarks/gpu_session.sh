@@ -31,50 +31,45 @@ if [ "$mode" = smoke ]; then
     exit 0
 fi
 
-if [ "$mode" = next ]; then
-    # The next session: time the current code (the CPU-side ranking and the per-epoch index
-    # triples changed since the last GPU timing), then one wave of the fourth search round
-    # (five settings around tiktok-tuned, three seeds each) with the CUDA tests beside it.
+# Shared steps of the search modes: timings alone on the GPU first (a TikTok epoch per
+# precision, a torch.profiler pass), then the CUDA tests beside one wave of accuracy jobs, each
+# stopped at a common time limit (it keeps its best epoch so far). Earlier results are copied
+# in first so finished jobs are skipped; few files come back (JSON-lines results, logs, speed).
+timings() {  # precisions...
     cp benchmarks/results/accuracy_tiktok.jsonl "$OUT/" 2>/dev/null
-    timeout 100 $PY benchmarks/speed.py --scenarios tiktok --device cuda --epochs 3 \
-        --label h200-fp32 --out "$OUT/speed" 2>&1 | tail -4
-    cp "$OUT/speed/speed_h200-fp32.json" "$OUT/" 2>/dev/null
+    for precision in "$@"; do
+        timeout 100 $PY benchmarks/speed.py --scenarios tiktok --device cuda --epochs 3 \
+            --precision "$precision" --label "h200-$precision" --out "$OUT/speed" 2>&1 | tail -4
+        cp "$OUT/speed/speed_h200-$precision.json" "$OUT/" 2>/dev/null
+    done
     rm -rf "$OUT/speed"
     timeout 90 $PY benchmarks/profile_epoch.py --device cuda --epochs 2 \
         --out "$OUT/profile_h200.txt" 2>&1 | head -8
+}
+wave() {  # wall seconds, stop minutes, accuracy.py selection arguments...
+    local wall=$1 stop=$2
+    shift 2
     (timeout 200 $PY -m pytest tests/test_cuda.py tests/test_estimator.py tests/test_precision.py \
         tests/test_baselines.py -k "cuda or precision" -q -p no:cacheprovider 2>&1 | tail -30 \
         >> "$OUT/machine.txt") &
-    timeout "${WAVE_S:-330}" $PY benchmarks/accuracy.py --data tiktok --groups round4 \
-        --seeds 0,1,2 --by-seed --device cuda --jobs "${JOBS:-15}" --threads 1 \
-        --stop-minutes "${STOP_MIN:-4.8}" --out "$OUT" > "$OUT/accuracy.log" 2>&1
+    timeout "$wall" $PY benchmarks/accuracy.py --data tiktok "$@" --seeds 0,1,2 --by-seed \
+        --device cuda --jobs "${JOBS:-15}" --threads 1 --stop-minutes "$stop" --out "$OUT" \
+        > "$OUT/accuracy.log" 2>&1
     wait
     rm -f "$OUT/accuracy_tiktok.json" "$OUT/accuracy_tiktok.md"
-    tail -20 "$OUT/accuracy.log"
+    tail -25 "$OUT/accuracy.log"
+}
+
+if [ "$mode" = next ]; then
+    # The next session: time the current code (the CPU-side ranking and the per-epoch index
+    # triples changed since the last GPU timing), then the fourth search round (five settings
+    # around tiktok-tuned, three seeds each) in one wave.
+    timings fp32
+    wave "${WAVE_S:-330}" "${STOP_MIN:-4.8}" --groups round4
     exit 0
 fi
 
-# tune (the default afterwards): timings alone on the GPU first (TikTok epoch in fp32 and bf16, a
-# torch.profiler pass), then the second round of the tuning search, the missing ablation runs and
-# the tuned preset's seeds, 15 models at once, each stopped at a common time limit (it keeps its
-# best epoch so far), with the CUDA tests beside them. Earlier results are copied in first so
-# finished jobs are skipped. Few files come back: the JSON-lines results, logs, speed JSON.
-cp benchmarks/results/accuracy_tiktok.jsonl "$OUT/" 2>/dev/null
-for precision in fp32 bf16; do
-    timeout 100 $PY benchmarks/speed.py --scenarios tiktok --device cuda --epochs 3 \
-        --precision $precision --label h200-$precision --out "$OUT/speed" 2>&1 | tail -4
-    cp "$OUT/speed/speed_h200-$precision.json" "$OUT/" 2>/dev/null
-done
-rm -rf "$OUT/speed"
-timeout 90 $PY benchmarks/profile_epoch.py --device cuda --epochs 2 --out "$OUT/profile_h200.txt" \
-    2>&1 | head -8
-(timeout 200 $PY -m pytest tests/test_cuda.py tests/test_estimator.py tests/test_precision.py \
-    tests/test_baselines.py -k "cuda or precision" -q -p no:cacheprovider 2>&1 | tail -30 \
-    >> "$OUT/machine.txt") &
-timeout "${WAVE_S:-430}" $PY benchmarks/accuracy.py --data tiktok --groups retune \
-    --configs modal_modal,audio_only,tuned --seeds 0,1,2 --by-seed --device cuda \
-    --jobs "${JOBS:-15}" --threads 1 --stop-minutes "${STOP_MIN:-6.2}" --out "$OUT" \
-    > "$OUT/accuracy.log" 2>&1
-wait
-rm -f "$OUT/accuracy_tiktok.json" "$OUT/accuracy_tiktok.md"
-tail -25 "$OUT/accuracy.log"
+# tune (the session that ran it): fp32 and bf16 timings, then the second round of the tuning
+# search, the missing ablation runs and the two-layer settings' seeds.
+timings fp32 bf16
+wave "${WAVE_S:-430}" "${STOP_MIN:-6.2}" --groups retune --configs modal_modal,audio_only,layers2

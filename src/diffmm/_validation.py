@@ -401,22 +401,19 @@ class IdMap:
 
 def _as_feature_array(value: Any, what: str, copy: bool = True) -> np.ndarray:
     if not copy and _is_float32_matrix(value):
-        # The caller's own array, by reference: only read, never written.
-        if value.shape[1] < 1:
-            raise ValueError(f"{what} has no feature columns.")
-        _check_finite(value, what)
-        return value
-    try:
-        arr = np.array(value, dtype=None, copy=True)
-    except ValueError as exc:
-        raise ValueError(f"{what} is ragged or malformed: {exc}") from None
-    if arr.dtype.kind not in "iuf":
-        raise TypeError(f"{what} must be numeric, got dtype {arr.dtype}.")
+        arr = value  # the caller's own array, by reference: only read, never written
+    else:
+        try:
+            arr = np.array(value, dtype=None, copy=True)
+        except ValueError as exc:
+            raise ValueError(f"{what} is ragged or malformed: {exc}") from None
+        if arr.dtype.kind not in "iuf":
+            raise TypeError(f"{what} must be numeric, got dtype {arr.dtype}.")
     if arr.ndim != 2:
         raise ValueError(f"{what} must have shape (n_items, n_features), got shape {arr.shape}.")
     if arr.shape[1] < 1:
         raise ValueError(f"{what} has no feature columns.")
-    # float16 sums overflow: upcast before any arithmetic (``arr`` is already our own copy).
+    # float16 sums overflow: upcast before any arithmetic (a copy already made is not redone).
     arr = arr.astype(np.float32, copy=False)
     _check_finite(arr, what)
     return arr

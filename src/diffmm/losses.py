@@ -106,11 +106,18 @@ def _block_rows(y: torch.Tensor) -> int:
 _KEEP_BYTES = 64 << 20
 
 
-def _exponentials(x, y, shifts, block):
-    """``(start, exp(x[start:stop] @ y.T − shifts[start:stop]))`` per block of rows."""
+def _exponentials(x, y, shifts, block, *, find_shifts=False):
+    """``(start, exp(x[start:stop] @ y.T − shifts[start:stop]))`` per block of rows.
+
+    With ``find_shifts`` each block's row maxima are first written into ``shifts``. The
+    forward pass and the backward's recomputation both come through here, so they compute
+    the same exponentials bit for bit.
+    """
     for start in range(0, x.shape[0], block):
         stop = min(start + block, x.shape[0])
         e = torch.mm(x[start:stop], y.T)
+        if find_shifts:
+            torch.amax(e, dim=1, out=shifts[start:stop])
         yield start, e.sub_(shifts[start:stop, None]).exp_()
 
 
@@ -129,13 +136,8 @@ class _RowLogSumExp(torch.autograd.Function):
         shifts = x.new_empty(n_rows) if shift is None else shift
         keep = n_rows * y.shape[0] * x.element_size() <= _KEEP_BYTES
         blocks = []
-        for start in range(0, n_rows, block):
-            stop = min(start + block, n_rows)
-            e = torch.mm(x[start:stop], y.T)
-            if shift is None:
-                torch.amax(e, dim=1, out=shifts[start:stop])
-            e.sub_(shifts[start:stop, None]).exp_()
-            torch.sum(e, dim=1, out=sums[start:stop])
+        for start, e in _exponentials(x, y, shifts, block, find_shifts=shift is None):
+            torch.sum(e, dim=1, out=sums[start : start + e.shape[0]])
             if keep:
                 blocks.append(e)
         if any(ctx.needs_input_grad[:2]):
