@@ -1,0 +1,61 @@
+"""``benchmarks/accuracy.py`` builds each configuration as its table row says.
+
+Only construction is checked here (no training): the full benchmark runs by hand.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "accuracy.py"
+
+
+@pytest.fixture(scope="module")
+def accuracy():
+    spec = importlib.util.spec_from_file_location("accuracy_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def _build(accuracy, config, epochs=None):
+    kind, settings = accuracy.CONFIGS[config]
+    return accuracy._build(kind, settings, 3, "cpu", epochs)
+
+
+def test_patience_ten_unless_the_configuration_runs_the_whole_budget(accuracy):
+    assert _build(accuracy, "spec").patience == 10
+    assert _build(accuracy, "lightgcn").patience == 10
+    for config in ("spec_full", "tuned_full", "lightgcn_tuned_full"):
+        model = _build(accuracy, config)
+        assert model.patience is None, config
+        assert model.random_state == 3
+    # The configuration table itself is left as it was.
+    assert accuracy.CONFIGS["spec_full"][1] == {"patience": None}
+
+
+def test_full_budget_rows_match_their_patience_ten_counterparts(accuracy):
+    from diffmm import DiffMMRecommender
+
+    tuned = _build(accuracy, "tuned_full").get_params()
+    preset = DiffMMRecommender.from_preset("tiktok-tuned").get_params()
+    differing = {k for k in preset if preset[k] != tuned[k]}
+    assert differing == {"patience", "random_state", "device"}
+    spec = _build(accuracy, "spec_full").get_params()
+    assert {k for k in spec if spec[k] != _build(accuracy, "spec").get_params()[k]} == {"patience"}
+    lightgcn = _build(accuracy, "lightgcn_tuned_full").get_params()
+    reference = _build(accuracy, "lightgcn_4layers_lr5e-3").get_params()
+    assert {k for k in lightgcn if lightgcn[k] != reference[k]} == {"patience"}
+
+
+def test_every_group_names_known_configurations(accuracy):
+    for group, names in accuracy.GROUPS.items():
+        assert names, group
+        assert set(names) <= set(accuracy.CONFIGS), group
+    assert set(accuracy.RESULT_GROUPS) <= set(accuracy.GROUPS)
