@@ -59,3 +59,21 @@ def test_every_group_names_known_configurations(accuracy):
         assert names, group
         assert set(names) <= set(accuracy.CONFIGS), group
     assert set(accuracy.RESULT_GROUPS) <= set(accuracy.GROUPS)
+
+
+def test_plot_curves_draws_the_mean_of_the_seeds(accuracy, tmp_path):
+    pytest.importorskip("matplotlib")
+    import argparse
+    import json
+
+    entries = [
+        {"key": f"tiktok|spec_full|{seed}", "config": "spec_full", "curve": curve}
+        for seed, curve in enumerate([[0.05, 0.08, 0.09], [0.06, 0.07, 0.10, 0.11]])
+    ]
+    (tmp_path / "accuracy_tiktok.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
+    args = argparse.Namespace(out=tmp_path, data="tiktok")
+    out = tmp_path / "img" / "curves.png"
+    accuracy.plot_curves(args, ["spec_full"], out)
+    assert out.read_bytes().startswith(b"\x89PNG")
+    with pytest.raises(SystemExit, match="tuned_full"):
+        accuracy.plot_curves(args, ["tuned_full"], out)
