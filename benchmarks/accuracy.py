@@ -169,7 +169,7 @@ EXPLORE_SWEEPS: dict[str, list[Any]] = {
     "denoiser_dropout": [0.2],
 }
 # Around ``tiktok-tuned`` (generated-graph weight 0.5): the diffusion side, now that the
-# generated graphs weigh more.
+# generated graphs weigh more. Run with the whole epoch budget, like the ``full_budget`` rows.
 ROUND4_SWEEPS: dict[str, list[Any]] = {
     "diffusion_steps": [10],
     "noise_scale": [0.5],
@@ -186,7 +186,14 @@ def _register_sweeps() -> None:
 
     rounds = [  # group, one-at-a-time sweeps, extra combinations, kind, base settings
         ("retune", RETUNE_SWEEPS, RETUNE_PAIRS, "diffmm", {"n_layers": 2}),
-        ("round4", ROUND4_SWEEPS, [], "diffmm_preset", {"preset": "tiktok-tuned"}),
+        # Compared with ``tuned_full``: the whole 50 epochs, best on validation.
+        (
+            "round4",
+            ROUND4_SWEEPS,
+            [],
+            "diffmm_preset",
+            {"preset": "tiktok-tuned", "patience": None},
+        ),
         ("explore", EXPLORE_SWEEPS, [], "diffmm", {}),
     ]
     for group, sweeps, pairs, kind, base in rounds:

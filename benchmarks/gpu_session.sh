@@ -63,7 +63,8 @@ wave() {  # wall seconds, stop minutes, accuracy.py selection arguments...
 if [ "$mode" = next ]; then
     # The next session: time the current code (the CPU-side ranking and the per-epoch index
     # triples changed since the last GPU timing), then the fourth search round (five settings
-    # around tiktok-tuned, three seeds each) in one wave.
+    # around tiktok-tuned, three seeds each, every epoch of the 50: compare with tuned_full)
+    # in one wave.
     timings fp32
     wave "${WAVE_S:-330}" "${STOP_MIN:-4.8}" --groups round4
     exit 0

@@ -32,7 +32,7 @@ def _build(accuracy, config, epochs=None):
 def test_patience_ten_unless_the_configuration_runs_the_whole_budget(accuracy):
     assert _build(accuracy, "spec").patience == 10
     assert _build(accuracy, "lightgcn").patience == 10
-    for config in ("spec_full", "tuned_full", "lightgcn_tuned_full"):
+    for config in ("spec_full", "tuned_full", "lightgcn_tuned_full", *accuracy.GROUPS["round4"]):
         model = _build(accuracy, config)
         assert model.patience is None, config
         assert model.random_state == 3
