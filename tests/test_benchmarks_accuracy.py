@@ -77,3 +77,32 @@ def test_plot_curves_draws_the_mean_of_the_seeds(accuracy, tmp_path):
     assert out.read_bytes().startswith(b"\x89PNG")
     with pytest.raises(SystemExit, match="tuned_full"):
         accuracy.plot_curves(args, ["tuned_full"], out)
+
+
+def test_late_level_only_for_rows_that_ran_every_epoch(accuracy, tmp_path):
+    import argparse
+    import json
+
+    validation = {"recall@20": 0.1, "ndcg@20": 0.04}
+    common = {"group": "x", "device": "cpu", "seconds": 1.0, "validation": validation}
+    curve = [0.0] * 20 + [0.1, 0.2]  # epochs 21 and 22 average 0.15
+    entries = [
+        {"config": "full", "settings": {"patience": None}, "curve": curve, "seed": 0},
+        {"config": "full", "settings": {"patience": None}, "curve": curve[::-1], "seed": 1},
+        {"config": "patient", "settings": {}, "curve": curve, "seed": 0},
+    ]
+    lines = [
+        json.dumps({**common, **e, "key": f"tiktok|{e['config']}|{e['seed']}", "best_epoch": 22})
+        for e in entries
+    ]
+    (tmp_path / "accuracy_tiktok.jsonl").write_text("\n".join(lines) + "\n")
+    page = tmp_path / "page.md"
+    page.write_text("before\n<!-- late:start -->\nold\n<!-- late:end -->\nafter\n")
+    args = argparse.Namespace(out=tmp_path, data="tiktok", docs=page)
+    rows = accuracy.summarize(args)["results"]
+    assert "late_recall@20" not in rows["patient"]
+    mean, std = rows["full"]["late_recall@20"]
+    assert mean == pytest.approx(0.075) and std == pytest.approx(0.1060660, rel=1e-6)
+    text = page.read_text()
+    assert "old" not in text and text.startswith("before\n") and text.endswith("after\n")
+    assert "| full | 2 | 0.1000 ± 0.0000 |" in text and "patient" not in text
