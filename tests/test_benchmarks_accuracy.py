@@ -5,7 +5,9 @@ Only construction is checked here (no training): the full benchmark runs by hand
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -63,9 +65,6 @@ def test_every_group_names_known_configurations(accuracy):
 
 def test_plot_curves_draws_the_mean_of_the_seeds(accuracy, tmp_path):
     pytest.importorskip("matplotlib")
-    import argparse
-    import json
-
     entries = [
         {"key": f"tiktok|spec_full|{seed}", "config": "spec_full", "curve": curve}
         for seed, curve in enumerate([[0.05, 0.08, 0.09], [0.06, 0.07, 0.10, 0.11]])
@@ -80,9 +79,6 @@ def test_plot_curves_draws_the_mean_of_the_seeds(accuracy, tmp_path):
 
 
 def test_late_level_only_for_rows_that_ran_every_epoch(accuracy, tmp_path):
-    import argparse
-    import json
-
     validation = {"recall@20": 0.1, "ndcg@20": 0.04}
     common = {"group": "x", "device": "cpu", "seconds": 1.0, "validation": validation}
     curve = [0.0] * 20 + [0.1, 0.2]  # epochs 21 and 22 average 0.15
