@@ -176,6 +176,27 @@ def test_spmm_matches_torch_in_float32_with_expanded_upstream_gradient():
     torch.testing.assert_close(x.grad, xr.grad)
 
 
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("index_dtype", [torch.int32, torch.int64])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("layout", ["contiguous", "transposed", "expanded"])
+def test_spmm_forward_is_bit_identical_to_torch(case, index_dtype, dtype, layout):
+    # The CPU path writes into uninitialised memory (addmm with beta=0): empty rows and an
+    # empty matrix must still come out as zeros, and every entry as torch's own product.
+    m = to_csr(random_dense(**CASES[case]).to(dtype), index_dtype)
+    n_cols = m.shape[1]
+    x = {
+        "contiguous": torch.randn(n_cols, 5, dtype=dtype),
+        "transposed": torch.randn(5, n_cols, dtype=dtype).T,
+        "expanded": torch.randn(1, 5, dtype=dtype).expand(n_cols, 5),
+    }[layout]
+    torch.full((4096,), float("nan"))  # leave NaNs in freed memory for the output to reuse
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = m @ x
+    assert torch.equal(spmm(m, x), expected)
+
+
 @pytest.mark.parametrize("mode", ["symmetric", "matrix_t"])
 def test_spmm_backward_converts_nothing(mode):
     a = random_dense(40, 40, 0.1, 14, symmetric=True).float()

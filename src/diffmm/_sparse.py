@@ -123,11 +123,29 @@ def spmm(
     return _SparseMatmul.apply(matrix, matrix_t, dense)
 
 
+def _product(matrix: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+    """``matrix @ dense``; on the CPU for a CSR matrix, into a fresh output without its zeroing.
+
+    On the CPU, torch's ``csr @ dense`` zero-fills an output, has MKL write into a second
+    buffer and copies it back: about 6x the time of the product itself at TikTok's size.
+    ``addmm(out, matrix, dense, beta=0, out=out)`` calls the same MKL routine on ``out``
+    directly (``beta=0`` ignores its contents), with bit-identical results.
+    """
+    if (
+        matrix.device.type == "cpu"
+        and matrix.layout == torch.sparse_csr
+        and dense.dtype in (torch.float32, torch.float64)
+    ):
+        out = dense.new_empty(matrix.shape[0], dense.shape[1])
+        return torch.addmm(out, matrix, dense, beta=0, out=out)
+    return matrix @ dense
+
+
 class _SparseMatmul(torch.autograd.Function):
     @staticmethod
     def forward(ctx, matrix, matrix_t, dense):
         ctx.matrix, ctx.matrix_t = matrix, matrix_t
-        return matrix @ dense
+        return _product(matrix, dense)
 
     @staticmethod
     def backward(ctx, grad):
