@@ -294,23 +294,23 @@ class Trainer:
 
     def _contrastive(
         self,
-        output: torch.Tensor,
-        views: list[torch.Tensor],
+        output: tuple[torch.Tensor, torch.Tensor],
+        views: list[tuple[torch.Tensor, torch.Tensor]],
         users: torch.Tensor,
         items: torch.Tensor,
     ) -> torch.Tensor:
+        """InfoNCE over the batch's users and items; each view given as (user rows, item rows)."""
         cfg = self.config
-        n_users = self.n_users
         if cfg.contrastive == "main_modal":
             pairs = [(output, z) for z in views]
         else:  # modal_modal
             pairs = [
                 (views[a], views[b]) for a in range(len(views)) for b in range(a + 1, len(views))
             ]
-        total = output.new_zeros(())
-        for x, y in pairs:
-            total = total + losses.info_nce(x[:n_users], y[:n_users], users, cfg.temperature)
-            total = total + losses.info_nce(x[n_users:], y[n_users:], items, cfg.temperature)
+        total = output[0].new_zeros(())
+        for (x_users, x_items), (y_users, y_items) in pairs:
+            total = total + losses.info_nce(x_users, y_users, users, cfg.temperature)
+            total = total + losses.info_nce(x_items, y_items, items, cfg.temperature)
         return total
 
     def recommender_epoch(self, graphs: list[torch.Tensor] | None) -> dict[str, float]:
@@ -341,7 +341,16 @@ class Trainer:
                 l2 = cfg.l2_weight * losses.l2_penalty(
                     self.network.user_embedding, self.network.item_embedding
                 )
-            cl = self._contrastive(output, views, users, items) if use_cl else bpr.new_zeros(())
+            if use_cl:
+                # Split, not sliced: a split's backward is one concatenation of the halves'
+                # gradients, where each slice's zero-fills and adds a full-size tensor. (BPR
+                # keeps its slices: sharing the split would change the order in which autograd
+                # sums the output's gradients, and so the last bits of the model.)
+                sizes = [self.n_users, self.n_items]
+                out_halves, *view_halves = (t.split(sizes) for t in (output, *views))
+                cl = self._contrastive(out_halves, view_halves, users, items)
+            else:
+                cl = bpr.new_zeros(())
             loss = bpr + l2 + cfg.contrastive_weight * cl
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
