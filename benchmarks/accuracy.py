@@ -552,13 +552,15 @@ def late_markdown(rows: dict[str, dict]) -> str:
     for config, row in rows.items():
         if "late_recall@20" not in row:
             continue
-        best, ndcg, late = row["recall@20"], row["ndcg@20"], row["late_recall@20"]
+        best, ndcg, late = (_pm(row[m]) for m in ("recall@20", "ndcg@20", "late_recall@20"))
         epochs = ",".join(str(e) for e in row["best_epoch"])
-        lines.append(
-            f"| {config} | {len(row['seeds'])} | {best[0]:.4f} ± {best[1]:.4f} "
-            f"| {ndcg[0]:.4f} ± {ndcg[1]:.4f} | {epochs} | {late[0]:.4f} ± {late[1]:.4f} |"
-        )
+        lines.append(f"| {config} | {len(row['seeds'])} | {best} | {ndcg} | {epochs} | {late} |")
     return "\n".join(lines) + "\n"
+
+
+def _pm(stat: tuple[float, float]) -> str:
+    """A table cell ``mean ± std``."""
+    return f"{stat[0]:.4f} ± {stat[1]:.4f}"
 
 
 def plot_curves(args, configs: list[str], out: Path) -> None:
@@ -606,10 +608,8 @@ def markdown(rows: dict[str, dict], order: list[str] | None = None) -> str:
         for config, row in rows.items():
             if row["group"] != group:
                 continue
-            cells = [
-                f"{row[m][0]:.4f} ± {row[m][1]:.4f}"
-                for m in ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "precision@20")
-            ]
+            metrics = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "precision@20")
+            cells = [_pm(row[m]) for m in metrics]
             stops = row.get("interrupted") or [False] * len(row["best_epoch"])
             pairs = zip(row["best_epoch"], stops, strict=True)
             marked = [f"{e}{'*' if cut else ''}" for e, cut in pairs]
