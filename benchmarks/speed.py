@@ -92,9 +92,9 @@ parameters, ``B`` = denoiser batch rows, ``D`` = embedding size)::
                                              and x0 − x̂0; four rows of temporaries (x_t,
                                              noise, dropout mask, grads)
         recommender: 4·(U+I)·D·(12·M + 8)    full-graph forward activations kept for backward
-                   + 2·pairs·(k(U) + k(I))   InfoNCE's (B × nodes) exponentials per view pair:
-                                             k(n) = 4·B·n when that is at most 64 MB, else
-                                             one 8 MB block (recomputed in the backward)
+                   + pairs·4·D·(U + I + 2·B) InfoNCE's gradients, kept from its forward
+                                             pass to its backward, per view pair
+                   + min(8 MB, 4·B·max(U, I)) one block of InfoNCE's exponentials
 
 It counts live tensors, in fp32 (with ``--precision bf16`` some dense temporaries are
 half that size). On the CPU, glibc's allocator keeps some freed blocks (those under its
@@ -128,7 +128,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from diffmm.losses import _BLOCK_BYTES, _KEEP_BYTES
+from diffmm.losses import _BLOCK_BYTES
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -341,11 +341,10 @@ def memory_estimate(model: Any, rss_before: int | None) -> dict[str, Any]:
     # One modality's activations at a time (the trainer runs backward per modality).
     dense_denoiser = 4 * batch * n_items * (1 + 3 + 4) if denoisers else 0
 
-    def kept(n_side: int) -> int:  # InfoNCE's exponentials of one call (see diffmm.losses)
-        size = 4 * batch * n_side
-        return size if size <= _KEEP_BYTES else _BLOCK_BYTES
-
-    similarities = 2 * pairs * (kept(n_users) + kept(n_items))
+    # InfoNCE (see diffmm.losses): each call keeps its two gradients, (B × D) and
+    # (nodes × D), for the backward; its exponentials exist one block at a time.
+    block = min(_BLOCK_BYTES, 4 * batch * max(n_users, n_items)) if pairs else 0
+    similarities = pairs * 4 * dim * (n_users + n_items + 2 * batch) + block
     dense_recommender = 4 * n_nodes * dim * (12 * n_modalities + 8) + similarities
     # Gradients: the network's, and one denoiser's at a time (stepped after its backward).
     largest_denoiser = max((sum(p.numel() for p in d.parameters()) for d in denoisers), default=0)

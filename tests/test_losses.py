@@ -341,10 +341,11 @@ def test_info_nce_large_logits_nearly_equal_rows(tau, dtype, block_bytes):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_info_nce_worst_case_for_the_positive_shift(dtype):
-    # Positive anti-aligned (x·y_n = −1/τ), every other row aligned (+1/τ): the exponents
-    # relative to the positive reach 2/τ. τ = 0.03 still takes the positive-shift path in
-    # float32 (2/τ + log n < log(max) − 4), with exp(66.7) ≈ 1e29 in the sum.
+def test_info_nce_worst_case_for_the_unshifted_path(dtype):
+    # Positive anti-aligned (x·y_n = −1/τ), every other row aligned (+1/τ): the exponentials
+    # span exp(±1/τ). τ = 0.0125 still takes the unshifted path in float32
+    # (1/τ + log n < log(max) − 4), with exp(80) ≈ 6e34 in the sum and exp(−80) ≈ 2e−35
+    # for the positive.
     gen = torch.Generator().manual_seed(5)
     x = torch.randn(6, 4, dtype=torch.float64, generator=gen)
     y = x.clone()
@@ -352,25 +353,28 @@ def test_info_nce_worst_case_for_the_positive_shift(dtype):
     x[:] = x[2]
     y[[0, 1, 3, 4, 5]] = x[2]
     nodes = torch.tensor([2, 2, 0])
-    assert 2 / 0.03 + math.log(6) < math.log(torch.finfo(torch.float32).max) - 4
-    new = value_and_grads(info_nce, x.to(dtype), y.to(dtype), nodes, 0.03)
-    old = value_and_grads(old_info_nce, x, y, nodes, 0.03)
+    assert 1 / 0.0125 + math.log(6) < math.log(torch.finfo(torch.float32).max) - 4
+    new = value_and_grads(info_nce, x.to(dtype), y.to(dtype), nodes, 0.0125)
+    old = value_and_grads(old_info_nce, x, y, nodes, 0.0125)
     tol = {} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-4}
     for a, b in zip(new, old, strict=True):
         assert torch.isfinite(a).all()
         torch.testing.assert_close(a, b.to(dtype), **tol)
 
 
-def test_info_nce_shift_paths_agree():
-    # The positive-shift path and the row-maximum path compute the same log-sum-exp.
+@pytest.mark.parametrize("block", [4, 9])
+def test_info_nce_shift_paths_agree(block):
+    # The unshifted path and the row-maximum path give the same value and gradients.
     x, y = views(9, 11, 4, torch.float64, seed=14)
-    x = F.normalize(x, dim=-1) / 0.2
-    y = F.normalize(y, dim=-1)
-    shift = (x * y[:9]).sum(-1)
-    with_shift = losses._RowLogSumExp.apply(x, y, shift, 4)
-    with_max = losses._RowLogSumExp.apply(x, y, None, 4)
-    torch.testing.assert_close(with_shift, with_max)
-    torch.testing.assert_close(with_shift, torch.logsumexp(x @ y.T, dim=-1))
+    rows, counts = torch.tensor([0, 2, 3, 8]), torch.tensor([1, 3, 1, 2])  # x holds rows' rows
+    x = (F.normalize(x[rows], dim=-1) / 0.2).requires_grad_(True)
+    y = F.normalize(y, dim=-1).requires_grad_(True)
+    results = []
+    for shifted in (False, True):
+        loss = losses._InfoNCE.apply(x, y, rows, counts, 7, shifted, block)
+        results.append((loss, *torch.autograd.grad(loss, (x, y))))
+    for plain, shifted in zip(*results, strict=True):
+        torch.testing.assert_close(plain, shifted)
 
 
 def test_info_nce_empty_batch_is_nan_like_a_mean():
@@ -465,19 +469,16 @@ def test_alignment_loss_gradcheck_in_prediction():
     assert torch.autograd.gradcheck(lambda p: alignment_loss(p, x0, phi, e_i), (pred,))
 
 
-@pytest.mark.parametrize("temperature", [0.5, 1e-3])  # the positive as shift / the row maximum
-def test_info_nce_recomputed_exponentials_match_kept_ones_bit_for_bit(monkeypatch, temperature):
-    # Large calls recompute the (batch, n_nodes) exponentials in the backward instead of
-    # keeping them: the loss and both gradients must not change by a single bit.
-    gen = torch.Generator().manual_seed(3)
-    x = torch.randn(500, 8, generator=gen, requires_grad=True)
-    y = torch.randn(500, 8, generator=gen, requires_grad=True)
-    nodes = torch.randint(0, 500, (200,), generator=gen)
-    monkeypatch.setattr(losses, "_BLOCK_BYTES", 7 * 500 * 4)  # several blocks, a ragged last
-    results = []
-    for keep_bytes in (1 << 40, 0):
-        monkeypatch.setattr(losses, "_KEEP_BYTES", keep_bytes)
-        loss = info_nce(x, y, nodes, temperature)
-        results.append((loss, *torch.autograd.grad(loss, (x, y))))
-    for kept, recomputed in zip(*results, strict=True):
-        assert torch.equal(kept, recomputed)
+@pytest.mark.parametrize("temperature", [0.5, 1e-3])  # unshifted / shifted by the row maximum
+def test_info_nce_backward_scales_the_forward_gradients(temperature, block_bytes):
+    # The CPU path computes the gradients in the forward pass, for an upstream gradient of 1;
+    # the backward must scale them by the actual one, and a no-grad call must give the same
+    # value.
+    x, y = views(30, 40, 5, torch.float64, seed=17)
+    nodes = torch.tensor([3, 3, 29, 0, 17, 17, 17])
+    new = value_and_grads(lambda *a: -0.37 * info_nce(*a), x, y, nodes, temperature)
+    old = value_and_grads(lambda *a: -0.37 * old_info_nce(*a), x, y, nodes, temperature)
+    for a, b in zip(new, old, strict=True):
+        torch.testing.assert_close(a, b)
+    with torch.no_grad():
+        assert torch.equal(info_nce(x, y, nodes, temperature), new[0] / -0.37)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._normalize import normalize_rows
 from ._sparse import spmm
 
 __all__ = [
@@ -292,7 +293,7 @@ class DiffMMNetwork(nn.Module):
         fused = None
         views = []
         for m, item_emb in enumerate(self.modality_item_embeddings()):
-            inputs = torch.cat([users, F.normalize(item_emb, dim=-1)])  # P_m
+            inputs = torch.cat([users, normalize_rows(item_emb)])  # P_m
             h = spmm(adjacency, inputs, symmetric=True)
             h = h + spmm(adjacency, torch.cat([h[: cfg.n_users], items]), symmetric=True)
             if graphs is None:  # no generated graphs: the views use A
@@ -305,7 +306,7 @@ class DiffMMNetwork(nn.Module):
             if with_views:
                 views.append(propagate(adjacency, graph_mm(inputs), cfg.n_layers))
         output = propagate(adjacency, fused, cfg.n_layers)
-        return output + cfg.residual_weight * F.normalize(fused, dim=-1), views
+        return output + cfg.residual_weight * normalize_rows(fused), views
 
 
 class LightGCNNetwork(nn.Module):

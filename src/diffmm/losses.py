@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from ._normalize import normalize_rows
+
 __all__ = ["alignment_loss", "bpr_loss", "diffusion_loss", "info_nce", "l2_penalty"]
 
 
@@ -40,9 +42,10 @@ def info_nce(
     over every row of ``view_y``.
 
     On CPU, repeated nodes are computed once and weighted by their counts, and the
-    (batch, n_nodes) similarities are computed once, in blocks of rows, exponentiated in place
-    with a per-row shift (no overflow for any temperature) and kept for the backward pass,
-    which needs only two matrix products; higher-order gradients are not supported there. On
+    (batch, n_nodes) similarities are computed in blocks of rows, exponentiated in place
+    (shifted by the row maximum where the temperature could make them overflow), and each
+    block's share of the gradients is computed from it at once: two matrix products, with
+    one block in memory at a time; higher-order gradients are not supported there. On
     other devices, where the few passes over the similarities cost less than extra kernel
     launches, it is the direct ``logsumexp`` formula. Both give the same value and gradients
     up to floating-point rounding.
@@ -70,29 +73,29 @@ def info_nce(
     if view_x.device.type != "cpu":
         # Launch-bound on CUDA: at TikTok sizes on an H200 the path below was ~8% slower.
         # Scaling the (batch, dim) side by 1/τ saves a pass over the (batch, n_nodes) logits.
-        x = F.normalize(view_x[nodes], dim=-1) / temperature
-        y = F.normalize(view_y, dim=-1)
+        x = normalize_rows(view_x[nodes]) / temperature
+        y = normalize_rows(view_y)
         positive = (x * y[nodes]).sum(-1)
         return (torch.logsumexp(x @ y.T, dim=-1) - positive).mean()
     # Every term depends on its node only: compute each distinct node once.
     rows, counts = torch.unique(nodes, return_counts=True)
     # Normalisation and 1/τ stay with autograd; they touch (batch, dim) tensors only.
-    x = F.normalize(view_x[rows], dim=-1) / temperature
-    y = F.normalize(view_y, dim=-1)
-    positive = (x * y[rows]).sum(-1)
-    # |x·y| ≤ 1/τ on normalised rows, so with the positive as shift every exponent is at most
-    # 2/τ and the row sum at most n·exp(2/τ), at least ~1 (the positive's own term). If that
-    # could overflow, shift by the exact row maximum instead (one more pass).
+    x = normalize_rows(view_x[rows]) / temperature
+    y = normalize_rows(view_y)
+    # |x·y| ≤ 1/τ on normalised rows: each exponential lies within exp(±1/τ) and a row's sum
+    # below n·exp(1/τ), so for any usual τ they are computed as they are. Only where that
+    # could overflow (or underflow to zero) is each row shifted by its exact maximum, at the
+    # cost of two more passes over the similarities.
     limit = math.log(torch.finfo(x.dtype).max) - 4.0
-    safe = 2.0 / abs(temperature) + math.log(max(y.shape[0], 1)) < limit
-    shift = positive.detach() if safe else None
-    per_row = _RowLogSumExp.apply(x, y, shift, _block_rows(y)) - positive
-    return (per_row * counts.to(per_row.dtype)).sum() / nodes.numel()
+    shifted = 1.0 / abs(temperature) + math.log(max(y.shape[0], 1)) >= limit
+    return _InfoNCE.apply(x, y, rows, counts, nodes.numel(), shifted, _block_rows(y))
 
 
-# The (block, n_nodes) pieces stay under glibc's largest mmap threshold (32 MiB), so
-# freed blocks are reused from the heap instead of being mapped afresh, a page fault per 4 KiB
-# that at TikTok sizes costs about as much as the matrix product itself.
+# Each (block, n_nodes) piece of exponentials is used for the value and both gradients while
+# it is still in cache, then overwritten by the next. At 8 MiB the pieces are large enough for
+# efficient matrix products and small enough to stay in this kind of machine's last-level
+# cache; kept for a later backward pass (as before), they were written to and read back from
+# main memory, which made the forward product alone twice as slow.
 _BLOCK_BYTES = 8 << 20
 
 
@@ -100,73 +103,52 @@ def _block_rows(y: torch.Tensor) -> int:
     return max(1, _BLOCK_BYTES // max(y.shape[0] * y.element_size(), 1))
 
 
-# Above this size a call's exponentials are not kept for the backward but recomputed there
-# (bit for bit the same): memory per call stays at one block of rows however many nodes there
-# are (at Amazon-Sports size ~0.4 GB per batch), for one more product per block.
-_KEEP_BYTES = 64 << 20
+class _InfoNCE(torch.autograd.Function):
+    """``Σ_b c_b·(logsumexp_n(x_b·y_n) − x_b·y_{rows_b}) / total`` for prepared ``x`` and ``y``.
 
-
-def _exponentials(x, y, shifts, block, *, find_shifts=False):
-    """``(start, exp(x[start:stop] @ y.T − shifts[start:stop]))`` per block of rows.
-
-    With ``find_shifts`` each block's row maxima are first written into ``shifts``. The
-    forward pass and the backward's recomputation both come through here, so they compute
-    the same exponentials bit for bit.
-    """
-    for start in range(0, x.shape[0], block):
-        stop = min(start + block, x.shape[0])
-        e = torch.mm(x[start:stop], y.T)
-        if find_shifts:
-            torch.amax(e, dim=1, out=shifts[start:stop])
-        yield start, e.sub_(shifts[start:stop, None]).exp_()
-
-
-class _RowLogSumExp(torch.autograd.Function):
-    """``logsumexp(x @ y.T, dim=1)``, keeping ``exp(x @ y.T − shift)`` for the backward.
-
-    ``shift`` (detached, shape (batch,)) must keep the exponents from overflowing; ``None``
-    uses the row maxima. The result does not depend on it, hence no gradient for it. Past
-    ``_KEEP_BYTES`` the exponentials are recomputed in the backward instead of kept.
+    The loss is linear in its per-row terms, so the gradients are known up to the upstream
+    scalar as soon as a block's exponentials are: the forward pass computes them block by
+    block (two matrix products on the block just computed) and the backward pass only scales
+    them. Memory is one block, whatever the number of nodes; higher-order gradients are not
+    supported.
     """
 
     @staticmethod
-    def forward(ctx, x, y, shift, block):
-        n_rows = x.shape[0]
-        sums = x.new_empty(n_rows)
-        shifts = x.new_empty(n_rows) if shift is None else shift
-        keep = n_rows * y.shape[0] * x.element_size() <= _KEEP_BYTES
-        blocks = []
-        for start, e in _exponentials(x, y, shifts, block, find_shifts=shift is None):
-            torch.sum(e, dim=1, out=sums[start : start + e.shape[0]])
-            if keep:
-                blocks.append(e)
-        if any(ctx.needs_input_grad[:2]):
-            ctx.save_for_backward(x, y, sums, shifts, *blocks)
-        ctx.block = block
-        return shifts + sums.log()
+    def forward(ctx, x, y, rows, counts, total, shifted, block):
+        weights = counts.to(x.dtype) / total  # d value / d term_b
+        with_grad = any(ctx.needs_input_grad[:2])
+        lse = x.new_empty(x.shape[0])
+        grad_x = torch.empty_like(x) if with_grad else None
+        grad_y = torch.zeros_like(y) if with_grad else None
+        buffer = x.new_empty(min(block, x.shape[0]), y.shape[0])
+        for start in range(0, x.shape[0], block):
+            stop = min(start + block, x.shape[0])
+            e = torch.mm(x[start:stop], y.T, out=buffer[: stop - start])
+            if shifted:
+                maxima = e.amax(dim=1)
+                e.sub_(maxima[:, None])
+            sums = e.exp_().sum(dim=1)
+            torch.log(sums, out=lse[start:stop])
+            if shifted:
+                lse[start:stop] += maxima
+            if with_grad:
+                # d lse_b / d x_b = Σ_n P_bn·y_n and d lse_b / d y_n = P_bn·x_b, with
+                # P = E / sums: fold the weight and 1/sums into a (block,) scale.
+                scale = (weights[start:stop] / sums)[:, None]
+                torch.mm(e, y, out=grad_x[start:stop]).mul_(scale)
+                grad_y.addmm_(e.T, x[start:stop] * scale)
+        positive = (x * y[rows]).sum(dim=-1)
+        if with_grad:
+            grad_x.sub_(y[rows] * weights[:, None])
+            grad_y.index_add_(0, rows, x * weights[:, None], alpha=-1)
+            ctx.save_for_backward(grad_x, grad_y)
+        return ((lse - positive) * counts.to(x.dtype)).sum() / total
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        x, y, sums, shifts, *blocks = ctx.saved_tensors
-        if blocks:
-            starts = range(0, x.shape[0], ctx.block)
-            exponentials = zip(starts, blocks, strict=True)
-        else:
-            exponentials = _exponentials(x, y, shifts, ctx.block)
-        # d lse_b / d x_b = Σ_n P_bn y_n with P = E / sums: fold 1/sums into the (batch,) scale.
-        scale = (grad / sums)[:, None]
-        grad_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None
-        grad_y = torch.zeros_like(y) if ctx.needs_input_grad[1] else None
-        for start, e in exponentials:
-            stop = start + e.shape[0]
-            if grad_x is not None:
-                torch.mm(e, y, out=grad_x[start:stop])
-            if grad_y is not None:
-                grad_y.addmm_(e.T, x[start:stop] * scale[start:stop])
-        if grad_x is not None:
-            grad_x.mul_(scale)
-        return grad_x, grad_y, None, None
+        grad_x, grad_y = ctx.saved_tensors
+        return grad_x * grad, grad_y * grad, None, None, None, None, None
 
 
 def diffusion_loss(x0: torch.Tensor, x0_pred: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
