@@ -1,4 +1,4 @@
-"""Row-wise L2 normalisation with a single-pass backward (the encoder's and InfoNCE's).
+"""Row-wise L2 normalisation with a closed-form backward (the encoder's and InfoNCE's).
 
 ``F.normalize`` is built from autograd's primitives (norm, clamp, expand, divide), and its
 backward runs about ten passes over the input: the divide's two gradients, the norm's, the

@@ -116,10 +116,9 @@ class _InfoNCE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, y, rows, counts, total, shifted, block):
         weights = counts.to(x.dtype) / total  # d value / d term_b
-        with_grad = any(ctx.needs_input_grad[:2])
         lse = x.new_empty(x.shape[0])
-        grad_x = torch.empty_like(x) if with_grad else None
-        grad_y = torch.zeros_like(y) if with_grad else None
+        grad_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None
+        grad_y = torch.zeros_like(y) if ctx.needs_input_grad[1] else None
         buffer = x.new_empty(min(block, x.shape[0]), y.shape[0])
         for start in range(0, x.shape[0], block):
             stop = min(start + block, x.shape[0])
@@ -131,24 +130,26 @@ class _InfoNCE(torch.autograd.Function):
             torch.log(sums, out=lse[start:stop])
             if shifted:
                 lse[start:stop] += maxima
-            if with_grad:
-                # d lse_b / d x_b = Σ_n P_bn·y_n and d lse_b / d y_n = P_bn·x_b, with
-                # P = E / sums: fold the weight and 1/sums into a (block,) scale.
-                scale = (weights[start:stop] / sums)[:, None]
+            # d lse_b / d x_b = Σ_n P_bn·y_n and d lse_b / d y_n = P_bn·x_b, with
+            # P = E / sums: fold the weight and 1/sums into a (block,) scale.
+            scale = (weights[start:stop] / sums)[:, None]
+            if grad_x is not None:
                 torch.mm(e, y, out=grad_x[start:stop]).mul_(scale)
+            if grad_y is not None:
                 grad_y.addmm_(e.T, x[start:stop] * scale)
         positive = (x * y[rows]).sum(dim=-1)
-        if with_grad:
+        if grad_x is not None:
             grad_x.sub_(y[rows] * weights[:, None])
+        if grad_y is not None:
             grad_y.index_add_(0, rows, x * weights[:, None], alpha=-1)
-            ctx.save_for_backward(grad_x, grad_y)
+        ctx.save_for_backward(grad_x, grad_y)
         return ((lse - positive) * counts.to(x.dtype)).sum() / total
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        grad_x, grad_y = ctx.saved_tensors
-        return grad_x * grad, grad_y * grad, None, None, None, None, None
+        grad_x, grad_y = (None if g is None else g * grad for g in ctx.saved_tensors)
+        return grad_x, grad_y, None, None, None, None, None
 
 
 def diffusion_loss(x0: torch.Tensor, x0_pred: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
