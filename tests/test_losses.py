@@ -366,7 +366,8 @@ def test_info_nce_worst_case_for_the_unshifted_path(dtype):
 def test_info_nce_shift_paths_agree(block):
     # The unshifted path and the row-maximum path give the same value and gradients.
     x, y = views(9, 11, 4, torch.float64, seed=14)
-    rows, counts = torch.tensor([0, 2, 3, 8]), torch.tensor([1, 3, 1, 2])  # x holds rows' rows
+    # The function takes x with one row per entry of rows.
+    rows, counts = torch.tensor([0, 2, 3, 8]), torch.tensor([1, 3, 1, 2])
     x = (F.normalize(x[rows], dim=-1) / 0.2).requires_grad_(True)
     y = F.normalize(y, dim=-1).requires_grad_(True)
     results = []
@@ -481,4 +482,7 @@ def test_info_nce_backward_scales_the_forward_gradients(temperature, block_bytes
     for a, b in zip(new, old, strict=True):
         torch.testing.assert_close(a, b)
     with torch.no_grad():
-        assert torch.equal(info_nce(x, y, nodes, temperature), new[0] / -0.37)
+        without_grad = info_nce(x, y, nodes, temperature)
+    with_grad = info_nce(x.clone().requires_grad_(True), y, nodes, temperature)
+    assert with_grad.requires_grad
+    assert torch.equal(without_grad, with_grad.detach())
