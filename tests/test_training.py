@@ -61,7 +61,7 @@ def test_negatives_reproducible_and_user_with_every_item_rejected():
         sample_negatives(full, np.array([0]), np.random.default_rng(0))
 
 
-def _trainer(matrix, **config):
+def _trainer(matrix, batch_size=7, **config):
     n_users, n_items = matrix.shape
     gen = torch.Generator().manual_seed(0)
     features = [torch.randn(n_items, 6, generator=gen), torch.randn(n_items, 4, generator=gen)]
@@ -73,7 +73,7 @@ def _trainer(matrix, **config):
         DiffusionSchedule(),
         matrix,
         adjacency_from_matrix(matrix),
-        TrainingConfig(batch_size=7, **config),
+        TrainingConfig(batch_size=batch_size, **config),
         device=torch.device("cpu"),
         rng=np.random.default_rng(0),
         generator=torch.Generator().manual_seed(1),
@@ -139,8 +139,7 @@ def test_recommender_epoch_updates_only_the_recommender(matrix):
 def test_contrastive_term_is_the_spec_formula(matrix, scheme):
     # One batch of every interaction: the epoch's loss is the SPEC §6 InfoNCE sum over the
     # scheme's pairs, on the batch's users (user rows) and positive items (item rows).
-    trainer = _trainer(matrix, contrastive=scheme, edge_keep_rate=1.0)
-    trainer.config = TrainingConfig(batch_size=matrix.nnz, contrastive=scheme, edge_keep_rate=1.0)
+    trainer = _trainer(matrix, batch_size=matrix.nnz, contrastive=scheme, edge_keep_rate=1.0)
     graphs = trainer.generate_graphs()
     with torch.no_grad():
         output, views = trainer.network(trainer.adjacency, graphs, with_views=True)

@@ -115,7 +115,8 @@ class _InfoNCE(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, y, rows, counts, total, shifted, block):
-        weights = counts.to(x.dtype) / total  # d value / d term_b
+        counts = counts.to(x.dtype)
+        weights = counts / total  # d value / d term_b
         lse = x.new_empty(x.shape[0])
         grad_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None
         grad_y = torch.zeros_like(y) if ctx.needs_input_grad[1] else None
@@ -137,13 +138,14 @@ class _InfoNCE(torch.autograd.Function):
                 torch.mm(e, y, out=grad_x[start:stop]).mul_(scale)
             if grad_y is not None:
                 grad_y.addmm_(e.T, x[start:stop] * scale)
-        positive = (x * y[rows]).sum(dim=-1)
+        positives = y[rows]
+        positive = (x * positives).sum(dim=-1)
         if grad_x is not None:
-            grad_x.sub_(y[rows] * weights[:, None])
+            grad_x.sub_(positives * weights[:, None])
         if grad_y is not None:
             grad_y.index_add_(0, rows, x * weights[:, None], alpha=-1)
         ctx.save_for_backward(grad_x, grad_y)
-        return ((lse - positive) * counts.to(x.dtype)).sum() / total
+        return ((lse - positive) * counts).sum() / total
 
     @staticmethod
     @once_differentiable
