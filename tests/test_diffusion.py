@@ -410,6 +410,41 @@ def test_numpy_integer_steps_accepted():
     assert s.steps == 3 and type(s.steps) is int
 
 
+@pytest.mark.parametrize("with_noise", [False, True])
+def test_reverse_step_out_matches_new_tensor(with_noise):
+    # The in-place form is what graph generation uses: the same sum, up to one rounding (the
+    # kernel may fuse the last multiply and add).
+    s = DiffusionSchedule.create(steps=5, noise_scale=0.1)
+    gen = torch.Generator().manual_seed(3)
+    x0_pred = torch.randn(7, 11, generator=gen)
+    x_t = torch.randn(7, 11, generator=gen)
+    t = torch.tensor([0, 1, 2, 3, 4, 4, 1])
+    noise = torch.randn(7, 11, generator=gen) if with_noise else None
+    expected = reverse_step(s, x0_pred, x_t, t, noise)
+
+    buffer = torch.empty_like(x_t)
+    kept = x_t.clone()
+    assert reverse_step(s, x0_pred, x_t, t, noise, out=buffer) is buffer
+    torch.testing.assert_close(buffer, expected, rtol=2e-7, atol=2e-7)
+    torch.testing.assert_close(x_t, kept, rtol=0, atol=0)  # x_t only read
+
+    in_place = reverse_step(s, x0_pred, x_t, t, noise, out=x_t)  # out may be x_t itself
+    assert in_place is x_t
+    torch.testing.assert_close(in_place, expected, rtol=2e-7, atol=2e-7)
+
+    # A lower-precision prediction is read as x_t's dtype, as the bf16 option produces it.
+    low = x0_pred.bfloat16()
+    mixed = reverse_step(s, low, kept, t, noise, out=torch.empty_like(kept))
+    assert mixed.dtype == torch.float32
+    expected_mixed = reverse_step(s, low.float(), kept, t, noise)
+    torch.testing.assert_close(mixed, expected_mixed, rtol=2e-7, atol=2e-7)
+
+    with pytest.raises(ValueError, match="must match x"):
+        reverse_step(s, x0_pred, x_t, t, out=torch.empty(7, 12))
+    with pytest.raises(ValueError, match="x0_pred must match x_t"):
+        reverse_step(s, x0_pred[:, :5], x_t, t, out=torch.empty_like(x_t))
+
+
 def test_bad_tensor_inputs_raise():
     s = DiffusionSchedule.create()
     x = torch.zeros(3, 4)

@@ -470,6 +470,69 @@ def test_alignment_loss_gradcheck_in_prediction():
     assert torch.autograd.gradcheck(lambda p: alignment_loss(p, x0, phi, e_i), (pred,))
 
 
+def _denoiser_case(seed, dtype=torch.float64):
+    gen = torch.Generator().manual_seed(seed)
+    pred = torch.randn(5, 9, dtype=dtype, generator=gen)
+    x0 = (torch.rand(5, 9, generator=gen) < 0.4).to(dtype)
+    w = torch.rand(5, dtype=dtype, generator=gen) * 3
+    phi = torch.randn(9, 4, dtype=dtype, generator=gen)
+    e_i = torch.randn(9, 4, dtype=dtype, generator=gen)
+    return pred, x0, w, phi, e_i
+
+
+@pytest.mark.parametrize(("g_diffusion", "g_alignment"), [(1.0, 0.0), (0.0, 1.0), (0.7, -2.5)])
+def test_denoiser_losses_match_the_two_losses(g_diffusion, g_alignment):
+    pred, x0, w, phi, e_i = _denoiser_case(0)
+    ref_pred = pred.clone().requires_grad_()
+    reference = (diffusion_loss(x0, ref_pred, w), alignment_loss(ref_pred, x0, phi, e_i))
+    (g_diffusion * reference[0] + g_alignment * reference[1]).backward()
+
+    fused_pred = pred.clone().requires_grad_()
+    fused = losses.denoiser_losses(fused_pred, x0, w, phi, x0 @ e_i)
+    (g_diffusion * fused[0] + g_alignment * fused[1]).backward()
+
+    for got, want in zip(fused, reference, strict=True):
+        assert got.shape == () and float(got) == pytest.approx(float(want), rel=1e-12)
+    torch.testing.assert_close(fused_pred.grad, ref_pred.grad, rtol=1e-12, atol=1e-14)
+
+
+def test_denoiser_losses_gradcheck():
+    pred, x0, w, phi, e_i = _denoiser_case(1)
+    pred.requires_grad_()
+
+    def both(p):
+        return losses.denoiser_losses(p, x0, w, phi, x0 @ e_i)
+
+    assert torch.autograd.gradcheck(both, (pred,))
+
+
+def test_denoiser_losses_read_a_bf16_prediction_as_float32():
+    pred, x0, w, phi, e_i = _denoiser_case(2, torch.float32)
+    low = pred.bfloat16().requires_grad_()
+    fused = losses.denoiser_losses(low, x0, w, phi, x0 @ e_i)
+    widened = low.detach().float().requires_grad_()
+    reference = (diffusion_loss(x0, widened, w), alignment_loss(widened, x0, phi, e_i))
+    (fused[0] + fused[1]).backward()
+    (reference[0] + reference[1]).backward()
+    for got, want in zip(fused, reference, strict=True):
+        assert got.dtype == torch.float32
+        assert float(got) == pytest.approx(float(want), rel=1e-5)
+    assert low.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(low.grad, widened.grad.bfloat16())
+
+
+def test_denoiser_losses_differentiate_the_prediction_only():
+    pred, x0, w, phi, e_i = _denoiser_case(3)
+    with pytest.raises(ValueError, match="detach modality_item_embeddings"):
+        losses.denoiser_losses(pred, x0, w, phi.requires_grad_(), x0 @ e_i)
+    pred.requires_grad_()
+    diffusion, _ = losses.denoiser_losses(pred, x0, w, phi.detach(), x0 @ e_i)
+    diffusion.backward(retain_graph=True)
+    first = pred.grad.clone()
+    diffusion.backward()  # the saved residual is not consumed by the first pass
+    torch.testing.assert_close(pred.grad, 2 * first)
+
+
 @pytest.mark.parametrize("temperature", [0.5, 1e-3])  # unshifted / shifted by the row maximum
 def test_info_nce_backward_scales_the_forward_gradients(temperature, block_bytes):
     # The CPU path computes the gradients in the forward pass, for an upstream gradient of 1;

@@ -12,6 +12,7 @@ import torch
 
 import diffmm._model as model_module
 from diffmm._graph import bipartite_adjacency, drop_edges, top_k_graph
+from diffmm._inference import denoise_rows
 from diffmm._model import (
     Denoiser,
     DiffMMNetwork,
@@ -20,6 +21,7 @@ from diffmm._model import (
     TimeEmbedding,
     propagate,
 )
+from diffmm.diffusion import DiffusionSchedule, reverse_step
 
 # ---------------------------------------------------------------------------
 # Independent float64 references, written from the SPEC formulas.
@@ -231,7 +233,9 @@ def test_denoiser_dropout_acts_on_x_t_only():
     d = Denoiser(n_items, (16,), generator=gen(0))
     x = torch.rand(32, n_items) + 0.5  # strictly positive
     t = torch.arange(32) % 5
+    before = x.clone()
     out = d.train()(x, t, generator=gen(3))
+    torch.testing.assert_close(x, before, rtol=0, atol=0)  # the input is not masked in place
     # The mask is the generator's first uniform draw over x's shape: entry kept when < keep.
     kept = np64(torch.rand(x.shape, generator=gen(3))) < keep
     frac = 1.0 - kept.mean()
@@ -252,6 +256,36 @@ def test_denoiser_sparse_input_equals_dense():
         dense = d(x, t)
         sparse = d(x.to_sparse_csr(), t)
     np.testing.assert_allclose(np64(sparse), np64(dense), atol=1e-6)
+
+
+@pytest.mark.parametrize("sampling_noise", [False, True])
+def test_denoise_rows_runs_the_reverse_chain_without_touching_its_input(sampling_noise):
+    schedule = DiffusionSchedule.create(steps=4, noise_scale=0.1)
+    gen = torch.Generator().manual_seed(5)
+    d = Denoiser(9, (6,), generator=gen)
+    x0 = (torch.rand(5, 9, generator=gen) < 0.3).float()
+    kept = x0.clone()
+    noise = torch.randn(4, 5, 9, generator=gen)
+    draws = iter(noise)
+
+    got = denoise_rows(
+        d,
+        schedule,
+        x0,
+        sampling_noise=sampling_noise,
+        randn=lambda shape: next(draws),
+        x0_sparse=x0.to_sparse_csr(),
+    )
+
+    torch.testing.assert_close(x0, kept, rtol=0, atol=0)
+    assert d.training  # the mode is restored
+    x = x0
+    with torch.no_grad():
+        d.eval()
+        for k, step in enumerate(reversed(range(schedule.steps))):
+            t = torch.full((5,), step)
+            x = reverse_step(schedule, d(x, t), x, t, noise[k] if sampling_noise else None)
+    torch.testing.assert_close(got, x, rtol=1e-6, atol=1e-6)  # sparse first product: ~1 ulp
 
 
 def test_denoiser_gradients_match_the_concatenated_layer():

@@ -59,11 +59,12 @@ def denoise_rows(
         if sampling_steps > 0:
             t0 = torch.full((batch,), sampling_steps - 1, dtype=torch.int64, device=x0.device)
             x = q_sample(schedule, x, t0, randn(tuple(x.shape)))
+        chain = torch.empty_like(x0)  # each step's x_{t−1}, in place; x0 is never written to
         for step in reversed(range(schedule.steps)):
             t = torch.full((batch,), step, dtype=torch.int64, device=x0.device)
             noise = randn(tuple(x.shape)) if sampling_noise else None
             start = x0_sparse if (x is x0 and x0_sparse is not None) else x
-            x = reverse_step(schedule, denoiser(start, t).to(x.dtype), x, t, noise)
+            x = reverse_step(schedule, denoiser(start, t), x, t, noise, out=chain)
         return x
     finally:
         denoiser.train(was_training)

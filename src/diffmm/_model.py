@@ -134,7 +134,8 @@ class Denoiser(nn.Module):
         if self.training and self.dropout > 0:
             keep = 1.0 - self.dropout
             draw = torch.rand(x_t.shape, generator=generator, device=x_t.device)
-            x_t = x_t * (draw < keep)
+            mask = draw.lt_(keep)  # 1.0 where kept, in the draw's memory
+            x_t = mask.mul_(x_t) if mask.dtype == x_t.dtype else x_t * mask
             scale = 1.0 / keep  # applied after the first product, on the narrower output
         # The first layer acts on [x_t, time embedding]; split into its two blocks so that no
         # (batch, n_items + τ) concatenation is built and autograd never computes a gradient

@@ -21,7 +21,7 @@ from . import losses
 from ._graph import drop_edges, sparse_csr, top_k_graph
 from ._inference import denoise_rows
 from ._model import Denoiser, DiffMMNetwork
-from ._sparse import transpose_csr
+from ._sparse import spmm, transpose_csr
 from .diffusion import DiffusionSchedule, loss_weight, q_sample
 
 __all__ = ["NonFiniteLossError", "Trainer", "TrainingConfig", "sample_negatives"]
@@ -195,11 +195,6 @@ class Trainer:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _dense_rows(self, users: np.ndarray) -> torch.Tensor:
-        # Only one batch of rows is ever dense.
-        block = self.matrix[users].toarray()
-        return torch.from_numpy(block).to(self.device, torch.float32)
-
     def _sparse_rows(self, users: np.ndarray) -> torch.Tensor:
         block = self.matrix[users]
         parts = (block.indptr, block.indices, block.data.astype(np.float32))
@@ -238,7 +233,9 @@ class Trainer:
         totals = torch.zeros(2, device=self.device)
         n_batches = 0
         for batch in _batches(self.rng.permutation(self.n_users), cfg.batch_size):
-            x0 = self._dense_rows(batch)
+            rows = self._sparse_rows(batch)  # one slice of R, used sparse and dense
+            x0 = rows.to_dense()
+            target = spmm(rows, item_emb)  # x0·E_i of the alignment loss, for every modality
             parts = x0.new_zeros(2)
             modalities = zip(self.denoisers, self.denoiser_optimizers, strict=True)
             for m, (denoiser, opt) in enumerate(modalities):
@@ -246,10 +243,10 @@ class Trainer:
                 x_t = q_sample(self.schedule, x0, t, self._randn(tuple(x0.shape)))
                 with self._dense_precision():
                     x0_pred = denoiser(x_t, t, generator=self.generator)
-                x0_pred = x0_pred.float()  # losses in fp32 whatever the matmul precision
+                del x_t
                 weights = loss_weight(self.schedule, t, dtype=x0.dtype)
-                diff = losses.diffusion_loss(x0, x0_pred, weights)
-                align = losses.alignment_loss(x0_pred, x0, modality_emb[m], item_emb)
+                # Losses in fp32 whatever the matmul precision.
+                diff, align = losses.denoiser_losses(x0_pred, x0, weights, modality_emb[m], target)
                 # The modalities' denoisers share no parameter: backward and step per modality
                 # give the same update as for the summed loss while only one modality's
                 # activations and gradients are alive.

@@ -488,6 +488,8 @@ def reverse_step(
     x_t: torch.Tensor,
     t: torch.Tensor,
     noise: torch.Tensor | None = None,
+    *,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One reverse (denoising) step ``x_t -> x_{t−1}`` ((D6)).
 
@@ -508,6 +510,10 @@ def reverse_step(
     noise : Tensor, same shape and dtype as x_t, optional
         Standard normal noise; ``None`` (default) gives the deterministic
         posterior mean, as DiffMM uses for graph generation.
+    out : Tensor, same shape and dtype as x_t, optional
+        Where to write the result; may be ``x_t`` itself (the step then needs no new
+        (batch, ...) tensor). ``x0_pred`` may then be of a lower-precision float dtype; it is
+        read as ``x_t``'s dtype.
 
     Returns
     -------
@@ -524,16 +530,28 @@ def reverse_step(
     True
     """
     _check_x("x0_pred", x0_pred)
-    _check_x("x_t", x_t, like=x0_pred)
+    if out is None:
+        _check_x("x_t", x_t, like=x0_pred)
+    else:
+        _check_x("x_t", x_t)
+        _check_x("out", out, like=x_t)
+        if x0_pred.shape != x_t.shape or x0_pred.device != x_t.device:
+            raise ValueError(
+                f"x0_pred must match x_t in shape and device; got {tuple(x0_pred.shape)} on "
+                f"{x0_pred.device} and {tuple(x_t.shape)} on {x_t.device}."
+            )
     _check_t(schedule, t, x_t.shape[0])
     c1 = _gather(schedule, "posterior_mean_coef1", t, x_t)
     c2 = _gather(schedule, "posterior_mean_coef2", t, x_t)
-    out = c1 * x0_pred + c2 * x_t  # (D6)
+    if out is None:
+        out = c1 * x0_pred + c2 * x_t  # (D6)
+    else:  # the same products and sum, rounded the same way, without temporaries
+        torch.mul(x_t, c2, out=out).addcmul_(c1, x0_pred)
     if noise is not None:
         _check_x("noise", noise, like=x_t)
         std = _gather(schedule, "posterior_std_clipped", t, x_t)
         nonzero = (t.to(x_t.device) > 0).reshape(std.shape).to(x_t.dtype)  # (D6): t > 0 only
-        out = out + nonzero * std * noise
+        out.addcmul_(nonzero * std, noise)
     return out
 
 
