@@ -445,6 +445,21 @@ def test_reverse_step_out_matches_new_tensor(with_noise):
         reverse_step(s, x0_pred[:, :5], x_t, t, out=torch.empty_like(x_t))
 
 
+def test_q_sample_into_the_noise_tensor():
+    s = DiffusionSchedule.create(steps=5, noise_scale=0.1)
+    gen = torch.Generator().manual_seed(4)
+    x0 = (torch.rand(6, 8, generator=gen) < 0.3).float()
+    t = torch.tensor([0, 1, 2, 3, 4, 2])
+    noise = torch.randn(6, 8, generator=gen)
+    expected = q_sample(s, x0, t, noise.clone())
+    kept = x0.clone()
+    assert q_sample(s, x0, t, noise, out=noise) is noise
+    torch.testing.assert_close(noise, expected, rtol=0, atol=0)
+    torch.testing.assert_close(x0, kept, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="reads x0 after writing out"):
+        q_sample(s, x0, t, noise, out=x0)
+
+
 def test_bad_tensor_inputs_raise():
     s = DiffusionSchedule.create()
     x = torch.zeros(3, 4)

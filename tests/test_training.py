@@ -11,8 +11,15 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from diffmm._graph import adjacency_from_matrix
+from diffmm._inference import denoise_rows
 from diffmm._model import Denoiser, DiffMMNetwork, NetworkConfig
-from diffmm._training import Trainer, TrainingConfig, sample_negatives
+from diffmm._training import (
+    Trainer,
+    TrainingConfig,
+    _malloc_trim,
+    _release_free_memory,
+    sample_negatives,
+)
 from diffmm.diffusion import DiffusionSchedule
 from test_losses import ref_info_nce_stable  # SPEC §6 in NumPy float64
 
@@ -101,6 +108,20 @@ def test_generated_graphs_connect_each_user_to_k_items(matrix, k):
         assert np.all(dense[:n_users, :n_users][~np.eye(n_users, dtype=bool)] == 0)
 
 
+@pytest.mark.parametrize("k", [1, 3])
+def test_generated_edges_are_each_users_top_k_denoised_items(matrix, k):
+    # Batches of 7 over 30 users (the last one partial), against one chain over all users.
+    trainer = _trainer(matrix, graph_top_k=k, edge_keep_rate=1.0)
+    n_users = matrix.shape[0]
+    rows = torch.as_tensor(matrix.toarray())
+    for denoiser, graph in zip(trainer.denoisers, trainer.generate_graphs(), strict=True):
+        denoised = denoise_rows(denoiser, trainer.schedule, rows)
+        expected = torch.zeros_like(rows, dtype=torch.bool)
+        expected.scatter_(1, torch.topk(denoised, k, dim=-1).indices, True)
+        block = graph.to_dense()[:n_users, n_users:] > 0
+        assert torch.equal(block, expected)
+
+
 def test_generation_uses_the_denoiser_output(matrix):
     # A denoiser that always predicts item 4 makes every user's top-1 item 4.
     trainer = _trainer(matrix, edge_keep_rate=1.0)
@@ -182,3 +203,19 @@ def test_batch_l2_is_lightgcns_term(matrix):
             tables.network.user_embedding.pow(2).sum() + tables.network.item_embedding.pow(2).sum()
         )
     assert tables.recommender_epoch(None)["loss_l2"] == pytest.approx(float(full), rel=1e-5)
+
+
+def test_free_memory_release_is_a_no_op_without_glibc(monkeypatch):
+    _malloc_trim.cache_clear()
+    try:
+
+        def no_library(name):
+            raise OSError("no C library here")
+
+        monkeypatch.setattr("diffmm._training.ctypes.CDLL", no_library)
+        assert _malloc_trim() is None
+        _release_free_memory()  # nothing to call: returns quietly
+    finally:
+        monkeypatch.undo()
+        _malloc_trim.cache_clear()
+    _release_free_memory()  # with the real C library (glibc here: malloc_trim)

@@ -6,6 +6,8 @@ history and progress reporting. Nothing here knows about raw ids or scikit-learn
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import logging
 import math
 import time
@@ -216,9 +218,15 @@ class Trainer:
         )
 
     def _sync(self) -> None:
-        # Phase timings must not leak queued GPU work into the next phase.
+        """End a phase: its queued GPU work is waited for and its freed host memory returned.
+
+        Phase timings must not leak queued GPU work into the next phase. glibc keeps freed
+        blocks of the phase's dense temporaries (tens of MB each, of sizes the next phase does
+        not reuse) in its heap; handing them back keeps the peak at one phase's working set.
+        """
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+        _release_free_memory()
 
     # -- SPEC §3 ---------------------------------------------------------------------------
 
@@ -240,13 +248,14 @@ class Trainer:
             modalities = zip(self.denoisers, self.denoiser_optimizers, strict=True)
             for m, (denoiser, opt) in enumerate(modalities):
                 t = self._randint(self.schedule.steps, len(batch))
-                x_t = q_sample(self.schedule, x0, t, self._randn(tuple(x0.shape)))
+                noise = self._randn(tuple(x0.shape))
+                x_t = q_sample(self.schedule, x0, t, noise, out=noise)
                 with self._dense_precision():
                     x0_pred = denoiser(x_t, t, generator=self.generator)
-                del x_t
                 weights = loss_weight(self.schedule, t, dtype=x0.dtype)
                 # Losses in fp32 whatever the matmul precision.
                 diff, align = losses.denoiser_losses(x0_pred, x0, weights, modality_emb[m], target)
+                del noise, x_t, x0_pred  # the backward pass needs none of them: free them first
                 # The modalities' denoisers share no parameter: backward and step per modality
                 # give the same update as for the summed loss while only one modality's
                 # activations and gradients are alive.
@@ -268,7 +277,12 @@ class Trainer:
         graphs = []
         users_all = np.arange(self.n_users)
         for denoiser in self.denoisers:
-            tops = []
+            # Filled in place: no small tensor outlives a batch amid its large ones (which
+            # would split the heap's free blocks and make it grow).
+            tops = torch.empty(
+                (self.n_users, cfg.graph_top_k), dtype=torch.int64, device=self.device
+            )
+            scores = torch.empty((cfg.batch_size, cfg.graph_top_k), device=self.device)
             for batch in _batches(users_all, cfg.batch_size):
                 rows = self._sparse_rows(batch)  # one slice of R, used sparse and dense
                 with self._dense_precision():
@@ -281,9 +295,10 @@ class Trainer:
                         randn=self._randn,
                         x0_sparse=rows,
                     )
-                tops.append(torch.topk(x, cfg.graph_top_k, dim=-1).indices)
+                top = (scores[: len(batch)], tops[batch[0] : batch[-1] + 1])  # batch: a range
+                torch.topk(x, cfg.graph_top_k, dim=-1, out=top)
             users = torch.as_tensor(users_all, device=self.device)
-            graph = top_k_graph(users, torch.cat(tops), self.n_users, self.n_items)
+            graph = top_k_graph(users, tops, self.n_users, self.n_items)
             graphs.append(drop_edges(graph, cfg.edge_keep_rate, self.generator))
         return graphs
 
@@ -543,6 +558,23 @@ class Trainer:
             snapshot=keep,
             history=result.history,
         )
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        trim = ctypes.CDLL(None).malloc_trim  # glibc; absent on macOS, Windows and musl
+    except (AttributeError, OSError, TypeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+def _release_free_memory() -> None:
+    """Return the C heap's free pages to the operating system, where the C library can."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _format_record(record: dict[str, float]) -> str:

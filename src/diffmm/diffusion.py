@@ -405,7 +405,12 @@ def _gather(
 
 
 def q_sample(
-    schedule: DiffusionSchedule, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor
+    schedule: DiffusionSchedule,
+    x0: torch.Tensor,
+    t: torch.Tensor,
+    noise: torch.Tensor,
+    *,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Forward diffusion ``x_t = sqrt(ᾱ_t)·x_0 + sqrt(1 − ᾱ_t)·ε`` ((D2)).
 
@@ -418,6 +423,9 @@ def q_sample(
         Step per row, in ``[0, steps)``.
     noise : Tensor, same shape and dtype as x0
         Caller-supplied noise ε.
+    out : Tensor, same shape and dtype as x0, optional
+        Where to write the result; may be ``noise`` itself (not ``x0``), which then needs no
+        new (batch, ...) tensor.
 
     Returns
     -------
@@ -433,10 +441,14 @@ def q_sample(
     """
     _check_x("x0", x0)
     _check_x("noise", noise, like=x0)
+    if out is not None:
+        _check_x("out", out, like=x0)
+        if out is x0:
+            raise ValueError("q_sample reads x0 after writing out: pass noise or a new tensor.")
     _check_t(schedule, t, x0.shape[0])
     a = _gather(schedule, "sqrt_alphas_cumprod", t, x0)
     b = _gather(schedule, "sqrt_one_minus_alphas_cumprod", t, x0)
-    return torch.addcmul(a * x0, b, noise)  # (D2): a·x0 + b·ε, one pass fewer
+    return torch.mul(noise, b, out=out).addcmul_(a, x0)  # (D2): b·ε + a·x0, in two passes
 
 
 def posterior_mean_variance(
