@@ -87,10 +87,12 @@ parameters, ``B`` = denoiser batch rows, ``D`` = embedding size)::
                                              adjacency, generated graphs of two epochs
   + 64·nnz(R)                                interaction bookkeeping (copies, negatives, order)
   + max(dense denoiser batch, dense recommender step), where
-        denoiser:    4·B·I·(1 + 3 + 4)       x0; for the one modality whose backward runs
-                                             (one at a time) its first layer's input, output
-                                             and x0 − x̂0; four rows of temporaries (x_t,
-                                             noise, dropout mask, grads)
+        denoiser:    4·B·I·5                 x0; for the one modality at work (one at a
+                                             time): x_t (in the noise's memory), the first
+                                             layer's input (in the dropout draw's memory,
+                                             kept for the backward), the output and
+                                             x̂0 − x0 (kept); in the backward pass the
+                                             loss gradient takes the output's place
         recommender: 4·(U+I)·D·(12·M + 8)    full-graph forward activations kept for backward
                    + pairs·4·D·(U + I + 2·B) InfoNCE's gradients, kept from its forward
                                              pass to its backward, per view pair
@@ -98,9 +100,10 @@ parameters, ``B`` = denoiser batch rows, ``D`` = embedding size)::
 
 It counts live tensors, in fp32 (with ``--precision bf16`` some dense temporaries are
 half that size). On the CPU, glibc's allocator keeps some freed blocks (those under its
-mmap threshold, which rises to 32 MB after the first large free), so on runs of several epochs
-with dense blocks under 32 MB the measured peak can grow past the estimate by some tens of
-percent. On CUDA the same sum without the first line estimates the GPU's peak allocation
+mmap threshold, which rises to 32 MB after the first large free) in its heap, where small
+allocations split them; the trainer returns the free pages to the system at the end of each
+phase (``malloc_trim``), but within a phase the measured peak can still pass the estimate
+by some per cent. On CUDA the same sum without the first line estimates the GPU's peak allocation
 (``torch.cuda.max_memory_allocated``), shown as "GPU peak GB".
 """
 
@@ -339,7 +342,7 @@ def memory_estimate(model: Any, rss_before: int | None) -> dict[str, Any]:
         None: 0,
     }[model.contrastive if model.contrastive_weight > 0 else None]
     # One modality's activations at a time (the trainer runs backward per modality).
-    dense_denoiser = 4 * batch * n_items * (1 + 3 + 4) if denoisers else 0
+    dense_denoiser = 4 * batch * n_items * 5 if denoisers else 0
 
     # InfoNCE (see diffmm.losses): each call keeps its two gradients, (B × D) and
     # (nodes × D), for the backward; its exponentials exist one block at a time.
