@@ -302,6 +302,46 @@ def test_denoiser_gradients_match_the_concatenated_layer():
     np.testing.assert_allclose(np64(d.layers[0].weight.grad), np64(grad), rtol=1e-5, atol=1e-6)
 
 
+def test_split_linear_gradcheck():
+    # The first layer's function, every input differentiable, with the dropout scale.
+    g = gen(2)
+    x = torch.randn(4, 6, dtype=torch.float64, generator=g, requires_grad=True)
+    emb = torch.randn(4, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    weight = torch.randn(5, 9, dtype=torch.float64, generator=g, requires_grad=True)
+    bias = torch.randn(5, dtype=torch.float64, generator=g, requires_grad=True)
+
+    def layer(x, emb, weight, bias):
+        return model_module._SplitLinear.apply(x, emb, weight, bias, 2.0)
+
+    assert torch.autograd.gradcheck(layer, (x, emb, weight, bias))
+    expected = torch.nn.functional.linear(torch.cat([2.0 * x, emb], dim=-1), weight, bias)
+    torch.testing.assert_close(layer(x, emb, weight, bias), expected)
+
+
+def test_split_linear_under_bf16_autocast_is_f_linear_of_the_concatenation():
+    g = gen(3)
+    x = torch.rand(16, 40, generator=g)
+    emb = torch.randn(16, 10, generator=g, requires_grad=True)
+    layer = torch.nn.Linear(50, 12)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(12, 50, generator=g) / 50**0.5)
+        layer.bias.copy_(torch.randn(12, generator=g))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = model_module._SplitLinear.apply(x, emb, layer.weight, layer.bias, 2.0)
+        expected = torch.nn.functional.linear(
+            torch.cat([2.0 * x, emb], dim=-1), layer.weight, layer.bias
+        )
+    assert got.dtype == expected.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), expected.float(), rtol=2e-2, atol=2e-2)
+    (got_w, got_e), (exp_w, exp_e) = (
+        torch.autograd.grad(out.float().pow(2).sum(), (layer.weight, emb))
+        for out in (got, expected)
+    )
+    assert got_w.dtype == got_e.dtype == torch.float32  # gradients in the parameters' dtype
+    torch.testing.assert_close(got_w, exp_w, rtol=3e-2, atol=3e-2)
+    torch.testing.assert_close(got_e, exp_e, rtol=3e-2, atol=3e-2)
+
+
 def test_denoiser_zero_dropout_train_equals_eval():
     d = Denoiser(10, (16,), dropout=0.0, generator=gen(0))
     x, t = torch.rand(3, 10), torch.tensor([0, 2, 4])

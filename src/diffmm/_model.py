@@ -16,6 +16,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from ._normalize import normalize_rows
 from ._sparse import spmm
@@ -137,25 +138,84 @@ class Denoiser(nn.Module):
             mask = draw.lt_(keep)  # 1.0 where kept, in the draw's memory
             x_t = mask.mul_(x_t) if mask.dtype == x_t.dtype else x_t * mask
             scale = 1.0 / keep  # applied after the first product, on the narrower output
-        # The first layer acts on [x_t, time embedding]; split into its two blocks so that no
-        # (batch, n_items + τ) concatenation is built and autograd never computes a gradient
-        # for the data block's input (it needs none): the same product, ~1/6 less work.
+        # The first layer acts on [x_t, time embedding]; its two column blocks multiply their
+        # own inputs, so that no (batch, n_items + τ) concatenation is built and no gradient
+        # is computed for the data block's input (it needs none).
         first = self.layers[0]
-        n_items = first.in_features - self.time_embedding.dim
-        time_part = F.linear(self.time_embedding(t), first.weight[:, n_items:], first.bias)
-        data_weight = first.weight[:, :n_items]
+        emb = self.time_embedding(t)
         if x_t.layout == torch.sparse_csr:
+            n_items = first.in_features - self.time_embedding.dim
+            time_part = F.linear(emb, first.weight[:, n_items:], first.bias)
             # Few stored entries: exact float32, outside any autocast (no bf16 sparse kernel).
             with torch.autocast(x_t.device.type, enabled=False):
-                data_part = x_t @ data_weight.t().to(x_t.dtype)
+                data_part = x_t @ first.weight[:, :n_items].t().to(x_t.dtype)
+            h = data_part * scale + time_part.to(data_part.dtype)
         else:
-            data_part = F.linear(x_t, data_weight)
-        if scale != 1.0:
-            data_part = data_part * scale
-        h = data_part + time_part.to(data_part.dtype)
+            h = _SplitLinear.apply(x_t, emb, first.weight, first.bias, scale)
         for layer in self.layers[1:]:
             h = layer(torch.tanh(h))
         return h
+
+
+def _autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The dtype autocast runs matrix products in on this device type, or None when it is off."""
+    try:
+        enabled = torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4: one function per device type
+        if device_type == "cpu":
+            return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
+        return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
+    return torch.get_autocast_dtype(device_type) if enabled else None
+
+
+class _SplitLinear(torch.autograd.Function):
+    """``scale·(x @ W[:, :n]ᵀ) + e @ W[:, n:]ᵀ + b`` for dense ``x`` of width ``n``.
+
+    What ``F.linear`` does on ``[scale·x, e]`` (autocast included: the products run in its
+    dtype), with the weight's gradient written straight into its two column blocks: through
+    two slices of the weight, autograd would zero-fill a full-size gradient per slice, copy
+    each block's gradient into it and add the two, and under autocast cast each slice apart.
+    """
+
+    @staticmethod
+    def forward(ctx, x, emb, weight, bias, scale):
+        ctx.dtypes = [t.dtype for t in (x, emb, weight, bias)]
+        dtype = _autocast_dtype(x.device.type) or weight.dtype
+        n = x.shape[-1]
+        w, x, emb = weight.to(dtype), x.to(dtype), emb.to(dtype)
+        out = torch.addmm(bias.to(dtype), emb, w[:, n:].T)
+        out.addmm_(x, w[:, :n].T, alpha=scale)
+        ctx.save_for_backward(x, emb, w)
+        ctx.scale = scale
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        x, emb, w = ctx.saved_tensors
+        n, scale = x.shape[-1], ctx.scale
+        x_dtype, emb_dtype, weight_dtype, bias_dtype = ctx.dtypes
+        needs = ctx.needs_input_grad
+        grad_x = grad_emb = grad_weight = grad_bias = None
+        with torch.autocast(grad.device.type, enabled=False):
+            grad = grad.to(w.dtype)
+            if needs[0]:
+                grad_x = torch.mm(grad, w[:, :n]).mul_(scale).to(x_dtype)
+            if needs[1]:
+                grad_emb = (grad @ w[:, n:]).to(emb_dtype)
+            if needs[2]:
+                grad_weight = torch.empty(w.shape, dtype=weight_dtype, device=w.device)
+                for block, inputs, alpha in (
+                    (grad_weight[:, :n], x, scale),
+                    (grad_weight[:, n:], emb, 1.0),
+                ):
+                    if w.dtype == weight_dtype:  # straight into the block (beta=0: not read)
+                        torch.addmm(block, grad.T, inputs, beta=0, alpha=alpha, out=block)
+                    else:  # the product in the autocast dtype, as F.linear's backward
+                        block.copy_(torch.mm(grad.T, inputs).mul_(alpha))
+            if needs[3]:
+                grad_bias = grad.sum(0).to(bias_dtype)
+        return grad_x, grad_emb, grad_weight, grad_bias, None
 
 
 class ModalityProjection(nn.Module):
