@@ -557,7 +557,7 @@ def reverse_step(
     c2 = _gather(schedule, "posterior_mean_coef2", t, x_t)
     if out is None:
         out = c1 * x0_pred + c2 * x_t  # (D6)
-    else:  # the same products and sum, rounded the same way, without temporaries
+    else:  # the same products and sum (up to one rounding), without temporaries
         torch.mul(x_t, c2, out=out).addcmul_(c1, x0_pred)
     if noise is not None:
         _check_x("noise", noise, like=x_t)
