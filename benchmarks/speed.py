@@ -103,8 +103,8 @@ half that size). On the CPU, glibc's allocator keeps some freed blocks (those un
 mmap threshold, which rises to 32 MB after the first large free) in its heap, where small
 allocations split them; the trainer returns the free pages to the system at the end of each
 phase (``malloc_trim``), but within a phase the measured peak can still pass the estimate
-by some per cent. On CUDA the same sum without the first line estimates the GPU's peak allocation
-(``torch.cuda.max_memory_allocated``), shown as "GPU peak GB".
+by some per cent. On CUDA the same sum without the first line estimates the GPU's peak
+allocation (``torch.cuda.max_memory_allocated``), shown as "GPU peak GB".
 """
 
 from __future__ import annotations

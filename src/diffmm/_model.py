@@ -149,7 +149,7 @@ class Denoiser(nn.Module):
             # Few stored entries: exact float32, outside any autocast (no bf16 sparse kernel).
             with torch.autocast(x_t.device.type, enabled=False):
                 data_part = x_t @ first.weight[:, :n_items].t().to(x_t.dtype)
-            h = data_part * scale + time_part.to(data_part.dtype)
+            h = data_part + time_part.to(data_part.dtype)  # sparse only in eval: no dropout
         else:
             h = _SplitLinear.apply(x_t, emb, first.weight, first.bias, scale)
         for layer in self.layers[1:]:

@@ -217,7 +217,7 @@ class Trainer:
             enabled=self.config.precision == "bf16",
         )
 
-    def _sync(self) -> None:
+    def _end_phase(self) -> None:
         """End a phase: its queued GPU work is waited for and its freed host memory returned.
 
         Phase timings must not leak queued GPU work into the next phase. glibc keeps freed
@@ -276,13 +276,14 @@ class Trainer:
         cfg = self.config
         graphs = []
         users_all = np.arange(self.n_users)
+        users = torch.as_tensor(users_all, device=self.device)
+        # Top-k written into buffers made up front: no small tensor outlives a batch amid its
+        # large ones (which would split the heap's free blocks and make it grow).
+        scores = torch.empty((cfg.batch_size, cfg.graph_top_k), device=self.device)
         for denoiser in self.denoisers:
-            # Filled in place: no small tensor outlives a batch amid its large ones (which
-            # would split the heap's free blocks and make it grow).
             tops = torch.empty(
                 (self.n_users, cfg.graph_top_k), dtype=torch.int64, device=self.device
             )
-            scores = torch.empty((cfg.batch_size, cfg.graph_top_k), device=self.device)
             for batch in _batches(users_all, cfg.batch_size):
                 rows = self._sparse_rows(batch)  # one slice of R, used sparse and dense
                 with self._dense_precision():
@@ -297,7 +298,6 @@ class Trainer:
                     )
                 top = (scores[: len(batch)], tops[batch[0] : batch[-1] + 1])  # batch: a range
                 torch.topk(x, cfg.graph_top_k, dim=-1, out=top)
-            users = torch.as_tensor(users_all, device=self.device)
             graph = top_k_graph(users, tops, self.n_users, self.n_items)
             graphs.append(drop_edges(graph, cfg.edge_keep_rate, self.generator))
         return graphs
@@ -448,18 +448,18 @@ class Trainer:
             start = time.perf_counter()
             with record_function("diffmm.denoiser"):  # phase names for torch.profiler
                 record.update(self.denoiser_epoch())
-                self._sync()
+                self._end_phase()
             record["seconds_denoiser"] = time.perf_counter() - start
             self._check_finite(record, epoch, result)
             start = time.perf_counter()
             with record_function("diffmm.generation"):
                 graphs = self.generate_graphs()
-                self._sync()
+                self._end_phase()
             record["seconds_generation"] = time.perf_counter() - start
         start = time.perf_counter()
         with record_function("diffmm.recommender"):
             record.update(self.recommender_epoch(graphs))
-            self._sync()
+            self._end_phase()
         record["seconds_recommender"] = time.perf_counter() - start
         self._check_finite(record, epoch, result)
         fusion = getattr(self.network, "fusion_weights", None)

@@ -244,7 +244,6 @@ class _DenoiserLosses(torch.autograd.Function):
         residual = torch.sub(pred, x0)
         per_user = torch.linalg.vector_norm(residual, dim=-1).square_() / n_items
         aligned = torch.addmm(target, pred, embeddings, beta=-1)  # x̂0·φ_m(F_m) − x0·E_i
-        del pred
         ctx.save_for_backward(residual, aligned, embeddings, weights)
         return (weights * per_user).mean(), aligned.square().mean()
 
