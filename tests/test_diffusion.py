@@ -460,6 +460,44 @@ def test_q_sample_into_the_noise_tensor():
         q_sample(s, x0, t, noise, out=x0)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_q_sample_reads_a_sparse_x0_at_its_entries(dtype):
+    s = DiffusionSchedule.create(steps=5, noise_scale=0.1)
+    gen = torch.Generator().manual_seed(5)
+    x0 = ((torch.rand(6, 8, generator=gen) < 0.3) * torch.rand(6, 8, generator=gen)).to(dtype)
+    x0[2] = 0.0  # a user without interactions
+    t = torch.tensor([0, 1, 2, 3, 4, 2])
+    noise = torch.randn(6, 8, generator=gen, dtype=dtype)
+    expected = q_sample(s, x0, t, noise.clone())
+    got = q_sample(s, x0.to_sparse_csr(), t, noise, out=noise)
+    assert got is noise and got.layout == torch.strided
+    # The dense form may fuse its multiply-add (one rounding instead of two): equal up to that.
+    torch.testing.assert_close(got, expected)
+    assert torch.equal(got[x0 == 0], expected[x0 == 0])
+    fresh = q_sample(s, x0.to_sparse_csr(), t, torch.zeros_like(x0))
+    torch.testing.assert_close(fresh, q_sample(s, x0, t, torch.zeros_like(x0)))
+
+
+@pytest.mark.parametrize("with_noise", [False, True])
+def test_reverse_step_reads_a_sparse_x_t_at_its_entries(with_noise):
+    s = DiffusionSchedule.create(steps=5, noise_scale=0.1)
+    gen = torch.Generator().manual_seed(6)
+    x_t = (torch.rand(6, 8, generator=gen) < 0.3).float()
+    x_t[4] = 0.0
+    x0_pred = torch.randn(6, 8, generator=gen)
+    t = torch.tensor([0, 1, 2, 3, 4, 4])
+    noise = torch.randn(6, 8, generator=gen) if with_noise else None
+    expected = reverse_step(s, x0_pred, x_t, t, noise)
+    got = reverse_step(s, x0_pred, x_t.to_sparse_csr(), t, noise)
+    assert got.layout == torch.strided
+    torch.testing.assert_close(got, expected)
+    into = torch.full_like(x_t, float("nan"))
+    low = x0_pred.bfloat16()
+    got = reverse_step(s, low, x_t.to_sparse_csr(), t, noise, out=into)
+    assert got is into
+    torch.testing.assert_close(got, reverse_step(s, low.float(), x_t, t, noise))
+
+
 def test_bad_tensor_inputs_raise():
     s = DiffusionSchedule.create()
     x = torch.zeros(3, 4)

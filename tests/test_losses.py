@@ -521,6 +521,23 @@ def test_denoiser_losses_read_a_bf16_prediction_as_float32():
     torch.testing.assert_close(low.grad, widened.grad.bfloat16())
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_denoiser_losses_read_a_sparse_x0_at_its_entries(dtype):
+    pred, x0, w, phi, e_i = _denoiser_case(4, torch.float32)
+    x0 = x0 * torch.rand(x0.shape, generator=torch.Generator().manual_seed(5))
+    x0[1] = 0.0
+    results = []
+    for target_x0 in (x0, x0.to_sparse_csr()):
+        p = pred.to(dtype).requires_grad_()
+        fused = losses.denoiser_losses(p, target_x0, w, phi, x0 @ e_i)
+        (fused[0] + 0.3 * fused[1]).backward()
+        results.append((fused, p.grad))
+    (dense_losses, dense_grad), (sparse_losses, sparse_grad) = results
+    for got, want in zip(sparse_losses, dense_losses, strict=True):
+        assert float(got) == float(want)
+    torch.testing.assert_close(sparse_grad, dense_grad, rtol=0, atol=0)
+
+
 def test_denoiser_losses_differentiate_the_prediction_only():
     pred, x0, w, phi, e_i = _denoiser_case(3)
     with pytest.raises(ValueError, match="detach modality_item_embeddings"):

@@ -21,7 +21,7 @@ from diffmm._model import (
     TimeEmbedding,
     propagate,
 )
-from diffmm.diffusion import DiffusionSchedule, reverse_step
+from diffmm.diffusion import DiffusionSchedule, q_sample, reverse_step
 
 # ---------------------------------------------------------------------------
 # Independent float64 references, written from the SPEC formulas.
@@ -258,8 +258,9 @@ def test_denoiser_sparse_input_equals_dense():
     np.testing.assert_allclose(np64(sparse), np64(dense), atol=1e-6)
 
 
+@pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("sampling_noise", [False, True])
-def test_denoise_rows_runs_the_reverse_chain_without_touching_its_input(sampling_noise):
+def test_denoise_rows_runs_the_reverse_chain_without_touching_its_input(sampling_noise, sparse):
     schedule = DiffusionSchedule.create(steps=4, noise_scale=0.1)
     gen = torch.Generator().manual_seed(5)
     d = Denoiser(9, (6,), generator=gen)
@@ -271,10 +272,9 @@ def test_denoise_rows_runs_the_reverse_chain_without_touching_its_input(sampling
     got = denoise_rows(
         d,
         schedule,
-        x0,
+        x0.to_sparse_csr() if sparse else x0,
         sampling_noise=sampling_noise,
         randn=lambda shape: next(draws),
-        x0_sparse=x0.to_sparse_csr(),
     )
 
     torch.testing.assert_close(x0, kept, rtol=0, atol=0)
@@ -286,6 +286,37 @@ def test_denoise_rows_runs_the_reverse_chain_without_touching_its_input(sampling
             t = torch.full((5,), step)
             x = reverse_step(schedule, d(x, t), x, t, noise[k] if sampling_noise else None)
     torch.testing.assert_close(got, x, rtol=1e-6, atol=1e-6)  # sparse first product: ~1 ulp
+
+
+@pytest.mark.parametrize("sampling_noise", [False, True])
+def test_denoise_rows_from_noised_rows_reads_sparse_rows_as_dense(sampling_noise):
+    schedule = DiffusionSchedule.create(steps=4, noise_scale=0.1)
+    gen = torch.Generator().manual_seed(6)
+    d = Denoiser(9, (6,), generator=gen)
+    x0 = (torch.rand(5, 9, generator=gen) < 0.3).float()
+    noise = torch.randn(5, 5, 9, generator=gen)
+    results = []
+    for rows in (x0, x0.to_sparse_csr()):
+        draws = iter(noise)
+        results.append(
+            denoise_rows(
+                d,
+                schedule,
+                rows,
+                sampling_steps=2,
+                sampling_noise=sampling_noise,
+                randn=lambda shape, draws=draws: next(draws),
+            )
+        )
+    torch.testing.assert_close(results[1], results[0])
+    # The chain starts from q_sample at step 1, with the first draw as its noise.
+    x = q_sample(schedule, x0, torch.full((5,), 1), noise[0])
+    with torch.no_grad():
+        d.eval()
+        for k, step in enumerate(reversed(range(schedule.steps)), start=1):
+            t = torch.full((5,), step)
+            x = reverse_step(schedule, d(x, t), x, t, noise[k] if sampling_noise else None)
+    torch.testing.assert_close(results[0], x)
 
 
 def test_denoiser_gradients_match_the_concatenated_layer():

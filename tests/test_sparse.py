@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 
-from diffmm._sparse import spmm, transpose_csr
+from diffmm._sparse import add_csr_, spmm, transpose_csr
 
 
 def to_csr(dense: torch.Tensor, index_dtype: torch.dtype = torch.int64) -> torch.Tensor:
@@ -240,6 +240,45 @@ def test_spmm_rejects_bad_arguments():
         spmm(trainable, x, symmetric=True)
 
 
+# ---------------------------------------------------------------------------
+# add_csr_
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("index_dtype", [torch.int64, torch.int32])
+@pytest.mark.parametrize("alpha", [1.0, -1.0, 0.3])
+def test_add_csr_matches_the_dense_expression(case, index_dtype, alpha):
+    a = random_dense(**CASES[case])
+    gen = torch.Generator().manual_seed(7)
+    base = torch.randn(a.shape, dtype=torch.float64, generator=gen)
+    scale = torch.rand(a.shape[0], 1, dtype=torch.float64, generator=gen)
+    target = base.clone()
+    assert add_csr_(target, to_csr(a, index_dtype), row_scale=scale, alpha=alpha) is target
+    expected = base + scale * (alpha * a)
+    torch.testing.assert_close(target, expected, rtol=0, atol=0)
+    # Elsewhere the dense tensor is untouched (bit for bit, even where base + 0 would round).
+    assert torch.equal(target[a == 0], base[a == 0])
+
+
+def test_add_csr_in_float32_rounds_as_the_dense_expression_for_unit_alpha():
+    a = random_dense(40, 60, 0.2, 8).float()
+    base = torch.randn(40, 60, generator=torch.Generator().manual_seed(9))
+    scale = torch.rand(40, 1, generator=torch.Generator().manual_seed(10))
+    for alpha in (1.0, -1.0):
+        got = add_csr_(base.clone(), to_csr(a), row_scale=scale, alpha=alpha)
+        assert torch.equal(got, base + scale * (alpha * a))
+    assert torch.equal(add_csr_(base.clone(), to_csr(a), alpha=-1.0), base - a)
+
+
+def test_add_csr_rejects_bad_arguments():
+    m = to_csr(random_dense(3, 4, 0.5, 11))
+    with pytest.raises(TypeError, match="sparse CSR"):
+        add_csr_(torch.zeros(3, 4, dtype=torch.float64), m.to_dense())
+    with pytest.raises(ValueError, match=r"shape \(3, 5\)"):
+        add_csr_(torch.zeros(3, 5, dtype=torch.float64), m)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_spmm_and_transpose_on_cuda():
@@ -254,3 +293,6 @@ def test_spmm_and_transpose_on_cuda():
     torch.testing.assert_close(out.cpu(), a @ x.detach().cpu())
     out.backward(upstream)
     torch.testing.assert_close(x.grad.cpu(), a.T @ upstream.cpu())
+    base = torch.randn(50, 70, dtype=torch.float64, device="cuda")
+    got = add_csr_(base.clone(), m, row_scale=torch.arange(50.0, device="cuda"), alpha=-1.0)
+    torch.testing.assert_close(got.cpu(), (base.cpu() - torch.arange(50.0)[:, None] * a))

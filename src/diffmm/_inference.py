@@ -27,7 +27,6 @@ def denoise_rows(
     sampling_steps: int = 0,
     sampling_noise: bool = False,
     randn: Callable[[tuple[int, ...]], torch.Tensor] | None = None,
-    x0_sparse: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Run the reverse process from interaction rows ``x0`` (SPEC §4), without input dropout.
 
@@ -38,12 +37,13 @@ def denoise_rows(
     Parameters
     ----------
     x0 : Tensor of shape (batch, n_items)
+        Dense, or a sparse CSR matrix: the first step (or the noising, with
+        ``sampling_steps > 0``) then reads only its stored entries, and, when the chain starts
+        from the clean rows, the first step's first layer multiplies only those. Never
+        written to.
     randn : callable, optional
         ``randn(shape)`` returns standard normal noise; required when ``sampling_steps > 0`` or
         ``sampling_noise``.
-    x0_sparse : sparse CSR Tensor, optional
-        ``x0`` in CSR form. When the chain starts from the clean rows (``sampling_steps == 0``)
-        the first step's first layer then multiplies only the rows' stored entries.
 
     Returns
     -------
@@ -59,12 +59,12 @@ def denoise_rows(
         if sampling_steps > 0:
             t0 = torch.full((batch,), sampling_steps - 1, dtype=torch.int64, device=x0.device)
             x = q_sample(schedule, x, t0, randn(tuple(x.shape)))
-        chain = torch.empty_like(x0)  # each step's x_{t−1}, in place; x0 is never written to
+        # Each step's x_{t−1}, in place; x0 is never written to.
+        chain = torch.empty(tuple(x0.shape), dtype=x0.dtype, device=x0.device)
         for step in reversed(range(schedule.steps)):
             t = torch.full((batch,), step, dtype=torch.int64, device=x0.device)
             noise = randn(tuple(x.shape)) if sampling_noise else None
-            start = x0_sparse if (x is x0 and x0_sparse is not None) else x
-            x = reverse_step(schedule, denoiser(start, t), x, t, noise, out=chain)
+            x = reverse_step(schedule, denoiser(x, t), x, t, noise, out=chain)
         return x
     finally:
         denoiser.train(was_training)

@@ -12,7 +12,7 @@ import warnings
 
 import torch
 
-__all__ = ["spmm", "transpose_csr"]
+__all__ = ["add_csr_", "spmm", "transpose_csr"]
 
 
 def transpose_csr(matrix: torch.Tensor) -> torch.Tensor:
@@ -62,6 +62,67 @@ def transpose_csr(matrix: torch.Tensor) -> torch.Tensor:
     return _csr(
         crow_t.to(index_dtype), rows[order].to(index_dtype), values[order], (n_cols, n_rows)
     )
+
+
+def add_csr_(
+    dense: torch.Tensor,
+    matrix: torch.Tensor,
+    *,
+    row_scale: torch.Tensor | None = None,
+    alpha: float = 1.0,
+) -> torch.Tensor:
+    """``dense += alpha · diag(row_scale) · matrix`` in place, at the matrix's entries only.
+
+    Adds a sparse matrix to a dense tensor of its shape in a pass over its stored entries,
+    where ``dense += matrix.to_dense()`` would build a dense copy and pass over every element.
+    Each entry adds ``row_scale[i] · (alpha · value)``; elsewhere ``dense`` is left untouched.
+    With ``alpha`` = ±1 this rounds as the dense expression
+    ``dense + alpha · row_scale[:, None] · matrix.to_dense()`` does. Not differentiable.
+
+    Parameters
+    ----------
+    dense : Tensor of shape (n_rows, n_cols)
+        Updated in place.
+    matrix : sparse CSR Tensor of shape (n_rows, n_cols)
+        Two-dimensional, without dense dimensions, on ``dense``'s device; entries are assumed
+        unique (duplicates are summed).
+    row_scale : Tensor of shape (n_rows,) or (n_rows, 1), optional
+        A factor per row; none by default.
+    alpha : float, default=1.0
+
+    Returns
+    -------
+    Tensor
+        ``dense`` itself.
+
+    Examples
+    --------
+    >>> import torch
+    >>> m = torch.tensor([[0.0, 1.0], [2.0, 0.0]]).to_sparse_csr()
+    >>> add_csr_(torch.ones(2, 2), m, row_scale=torch.tensor([10.0, 1.0]), alpha=-1.0)
+    tensor([[ 1., -9.],
+            [-1.,  1.]])
+    """
+    if matrix.layout != torch.sparse_csr:
+        raise TypeError(f"add_csr_ needs a sparse CSR matrix, got layout {matrix.layout}.")
+    if matrix.ndim != 2 or matrix.dense_dim() != 0 or dense.shape != matrix.shape:
+        raise ValueError(
+            f"add_csr_ needs a two-dimensional CSR matrix of the dense tensor's shape "
+            f"{tuple(dense.shape)}, got {tuple(matrix.shape)}."
+        )
+    crow, col, values = matrix.crow_indices(), matrix.col_indices(), matrix.values()
+    nnz = col.numel()
+    rows = torch.repeat_interleave(
+        torch.arange(matrix.shape[0], device=crow.device),
+        torch.diff(crow).to(torch.int64),
+        output_size=nnz,
+    )
+    terms = values.to(dense.dtype)
+    if alpha != 1.0:
+        terms = terms * alpha
+    if row_scale is not None:
+        terms = row_scale.reshape(-1).to(dense.dtype)[rows] * terms
+    return dense.index_put_((rows, col.to(torch.int64)), terms, accumulate=True)
 
 
 def spmm(

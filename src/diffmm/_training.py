@@ -241,10 +241,9 @@ class Trainer:
         totals = torch.zeros(2, device=self.device)
         n_batches = 0
         for batch in _batches(self.rng.permutation(self.n_users), cfg.batch_size):
-            rows = self._sparse_rows(batch)  # one slice of R, used sparse and dense
-            x0 = rows.to_dense()
-            target = spmm(rows, item_emb)  # x0·E_i of the alignment loss, for every modality
-            parts = x0.new_zeros(2)
+            x0 = self._sparse_rows(batch)  # one slice of R, never made dense
+            target = spmm(x0, item_emb)  # x0·E_i of the alignment loss, for every modality
+            parts = totals.new_zeros(2)
             modalities = zip(self.denoisers, self.denoiser_optimizers, strict=True)
             for m, (denoiser, opt) in enumerate(modalities):
                 t = self._randint(self.schedule.steps, len(batch))
@@ -252,7 +251,7 @@ class Trainer:
                 x_t = q_sample(self.schedule, x0, t, noise, out=noise)
                 with self._dense_precision():
                     x0_pred = denoiser(x_t, t, generator=self.generator)
-                weights = loss_weight(self.schedule, t, dtype=x0.dtype)
+                weights = loss_weight(self.schedule, t, dtype=torch.float32)
                 # Losses in fp32 whatever the matmul precision.
                 diff, align = losses.denoiser_losses(x0_pred, x0, weights, modality_emb[m], target)
                 del noise, x_t, x0_pred  # the backward pass needs none of them: free them first
@@ -285,16 +284,14 @@ class Trainer:
                 (self.n_users, cfg.graph_top_k), dtype=torch.int64, device=self.device
             )
             for batch in _batches(users_all, cfg.batch_size):
-                rows = self._sparse_rows(batch)  # one slice of R, used sparse and dense
                 with self._dense_precision():
                     x = denoise_rows(
                         denoiser,
                         self.schedule,
-                        rows.to_dense(),
+                        self._sparse_rows(batch),  # one slice of R, never made dense
                         sampling_steps=cfg.sampling_steps,
                         sampling_noise=cfg.sampling_noise,
                         randn=self._randn,
-                        x0_sparse=rows,
                     )
                 top = (scores[: len(batch)], tops[batch[0] : batch[-1] + 1])  # batch: a range
                 torch.topk(x, cfg.graph_top_k, dim=-1, out=top)

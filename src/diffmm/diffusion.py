@@ -49,6 +49,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ._sparse import add_csr_
+
 __all__ = [
     "DiffusionSchedule",
     "loss_weight",
@@ -418,18 +420,20 @@ def q_sample(
     ----------
     schedule : DiffusionSchedule
     x0 : Tensor of shape (batch, ...)
-        Clean inputs, e.g. (batch, n_items) interaction rows; any float dtype.
+        Clean inputs, e.g. (batch, n_items) interaction rows; any float dtype. A sparse CSR
+        matrix of shape (batch, n_items) is read at its entries only (a pass over them instead
+        of one over every element of a dense copy), with the same result.
     t : LongTensor of shape (batch,)
         Step per row, in ``[0, steps)``.
     noise : Tensor, same shape and dtype as x0
-        Caller-supplied noise ε.
+        Caller-supplied noise ε (dense).
     out : Tensor, same shape and dtype as x0, optional
-        Where to write the result; may be ``noise`` itself (not ``x0``), which then needs no
-        new (batch, ...) tensor.
+        Where to write the result (dense); may be ``noise`` itself (not ``x0``), which then
+        needs no new (batch, ...) tensor.
 
     Returns
     -------
-    Tensor, same shape, dtype and device as x0
+    Tensor, same shape, dtype and device as x0, dense
 
     Examples
     --------
@@ -448,7 +452,10 @@ def q_sample(
     _check_t(schedule, t, x0.shape[0])
     a = _gather(schedule, "sqrt_alphas_cumprod", t, x0)
     b = _gather(schedule, "sqrt_one_minus_alphas_cumprod", t, x0)
-    return torch.mul(noise, b, out=out).addcmul_(a, x0)  # (D2): b·ε + a·x0, in two passes
+    x_t = torch.mul(noise, b, out=out)  # (D2): b·ε + a·x0
+    if x0.layout == torch.sparse_csr:
+        return add_csr_(x_t, x0, row_scale=a)
+    return x_t.addcmul_(a, x0)
 
 
 def posterior_mean_variance(
@@ -516,20 +523,21 @@ def reverse_step(
     x0_pred : Tensor of shape (batch, ...)
         Network prediction x̂_0; any float dtype.
     x_t : Tensor, same shape and dtype as x0_pred
-        Current state at step ``t``.
+        Current state at step ``t``. A sparse CSR matrix of shape (batch, n_items) (the
+        interaction rows a chain starts from) is read at its entries only.
     t : LongTensor of shape (batch,)
         Step per row, in ``[0, steps)``.
     noise : Tensor, same shape and dtype as x_t, optional
         Standard normal noise; ``None`` (default) gives the deterministic
         posterior mean, as DiffMM uses for graph generation.
     out : Tensor, same shape and dtype as x_t, optional
-        Where to write the result; may be ``x_t`` itself (the step then needs no new
+        Where to write the result (dense); may be ``x_t`` itself (the step then needs no new
         (batch, ...) tensor). ``x0_pred`` may then be of a lower-precision float dtype; it is
         read as ``x_t``'s dtype.
 
     Returns
     -------
-    Tensor, same shape, dtype and device as x_t
+    Tensor, same shape, dtype and device as x_t, dense
 
     Examples
     --------
@@ -555,7 +563,9 @@ def reverse_step(
     _check_t(schedule, t, x_t.shape[0])
     c1 = _gather(schedule, "posterior_mean_coef1", t, x_t)
     c2 = _gather(schedule, "posterior_mean_coef2", t, x_t)
-    if out is None:
+    if x_t.layout == torch.sparse_csr:  # (D6), c2_t·x_t added at x_t's entries only
+        out = add_csr_(torch.mul(x0_pred, c1, out=out), x_t, row_scale=c2)
+    elif out is None:
         out = c1 * x0_pred + c2 * x_t  # (D6)
     else:  # the same products and sum (up to one rounding), without temporaries
         torch.mul(x_t, c2, out=out).addcmul_(c1, x0_pred)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from ._normalize import normalize_rows
+from ._sparse import add_csr_
 
 __all__ = [
     "alignment_loss",
@@ -205,6 +206,7 @@ def denoiser_losses(
     ----------
     x0_pred : Tensor of shape (batch, n_items)
     x0 : Tensor of shape (batch, n_items), float32
+        Dense, or a sparse CSR matrix (read at its entries only, with the same result).
     weights : Tensor of shape (batch,)
         Per-user weights of the diffusion loss.
     modality_item_embeddings : Tensor of shape (n_items, dim)
@@ -241,9 +243,12 @@ class _DenoiserLosses(torch.autograd.Function):
     def forward(ctx, x0_pred, x0, weights, embeddings, target):
         n_items = x0.shape[1]
         pred = x0_pred.to(x0.dtype)  # no copy at float32
-        residual = torch.sub(pred, x0)
-        per_user = torch.linalg.vector_norm(residual, dim=-1).square_() / n_items
         aligned = torch.addmm(target, pred, embeddings, beta=-1)  # x̂0·φ_m(F_m) − x0·E_i
+        if x0.layout == torch.sparse_csr:  # pred − x0 at x0's entries, in pred's own copy
+            residual = add_csr_(pred if pred is not x0_pred else pred.clone(), x0, alpha=-1.0)
+        else:
+            residual = torch.sub(pred, x0)
+        per_user = torch.linalg.vector_norm(residual, dim=-1).square_() / n_items
         ctx.save_for_backward(residual, aligned, embeddings, weights)
         return (weights * per_user).mean(), aligned.square().mean()
 
