@@ -493,6 +493,9 @@ class Trainer:
         result.epoch = epoch
         if evaluated and cfg.patience is not None and result.stale >= cfg.patience:
             result.stopped_early = True
+        # The snapshot just replaced (and the evaluation's blocks) went back to the heap as
+        # free blocks; left there, they would sit under the next denoiser phase's peak.
+        _release_free_memory()
 
     # -- checkpoints -------------------------------------------------------------------------
 
