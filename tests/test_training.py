@@ -219,3 +219,25 @@ def test_free_memory_release_is_a_no_op_without_glibc(monkeypatch):
         monkeypatch.undo()
         _malloc_trim.cache_clear()
     _release_free_memory()  # with the real C library (glibc here: malloc_trim)
+
+
+def test_free_memory_goes_back_after_each_phase_and_after_the_snapshot(matrix, monkeypatch):
+    # Three phases, then the epoch's snapshot (which may free the one it replaces): four
+    # releases per epoch, the last once the epoch is committed.
+    trainer = _trainer(matrix, epochs=2)
+    seen = []
+    monkeypatch.setattr(
+        "diffmm._training._release_free_memory",
+        lambda: seen.append(trainer_result.epoch if trainer_result else None),
+    )
+    trainer_result = None
+    original = Trainer._epoch
+
+    def epoch(self, result, evaluate):
+        nonlocal trainer_result
+        trainer_result = result
+        original(self, result, evaluate)
+
+    monkeypatch.setattr(Trainer, "_epoch", epoch)
+    trainer.run(lambda users, items: 0.0)
+    assert seen == [0, 0, 0, 1, 1, 1, 1, 2]
