@@ -316,13 +316,10 @@ class Trainer:
             pairs = [
                 (views[a], views[b]) for a in range(len(views)) for b in range(a + 1, len(views))
             ]
-        # precision="bf16" also runs the similarity products in bf16 (the largest dense work
-        # of the recommender step).
-        low = torch.bfloat16 if cfg.precision == "bf16" else None
         total = output[0].new_zeros(())
         for (x_users, x_items), (y_users, y_items) in pairs:
-            for x, y, nodes in [(x_users, y_users, users), (x_items, y_items, items)]:
-                total = total + losses.info_nce(x, y, nodes, cfg.temperature, matmul_dtype=low)
+            total = total + losses.info_nce(x_users, y_users, users, cfg.temperature)
+            total = total + losses.info_nce(x_items, y_items, items, cfg.temperature)
         return total
 
     def recommender_epoch(self, graphs: list[torch.Tensor] | None) -> dict[str, float]:

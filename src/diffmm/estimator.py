@@ -135,14 +135,10 @@ class DiffMMRecommender(FactorRecommender):
     denoiser_learning_rate : float, default=1e-3
         Adam learning rate of the denoisers.
     precision : {"fp32", "bf16"}, default="fp32"
-        Precision of the dense matrix products: the denoisers' in training and graph
-        generation, and the contrastive loss's similarities. ``"bf16"`` runs them in bfloat16
-        (the denoisers under autocast; weights, optimiser state, the losses' sums and
-        logarithms and all gradients that leave them stay float32), several times faster on
-        CPUs with AVX-512 BF16/AMX and on recent GPUs; see the performance page for its
-        measured effect on accuracy. Use it with temperatures of about 0.1 and above: bf16
-        keeps 8 significant bits, so a similarity over τ (at most 1/τ) is off by up to about
-        2⁻⁸/τ, 0.04 at τ = 0.1.
+        Precision of the denoisers' dense matrix products in training and graph generation.
+        ``"bf16"`` runs them under bfloat16 autocast (weights, optimiser state and losses stay
+        float32), several times faster on CPUs with AVX-512 BF16/AMX and on recent GPUs; see
+        the performance page for its measured effect on accuracy.
     alignment_weight : float, default=0.1
         ``λ_msi``, weight of the modality-aware signal-injection loss (0 disables it).
     graph_top_k : int, default=1
