@@ -49,12 +49,7 @@ def transpose_csr(matrix: torch.Tensor) -> torch.Tensor:
     n_rows, n_cols = matrix.shape
     crow, col, values = matrix.crow_indices(), matrix.col_indices(), matrix.values()
     index_dtype, device = crow.dtype, crow.device
-    nnz = col.numel()
-    rows = torch.repeat_interleave(
-        torch.arange(n_rows, device=device),
-        torch.diff(crow).to(torch.int64),
-        output_size=nnz,
-    )
+    rows = _row_indices(matrix)
     # CSR stores entries row by row, so a stable sort by column orders them by (column, row).
     sorted_col, order = torch.sort(col.to(torch.int64), stable=True)
     bounds = torch.arange(n_cols + 1, device=device)
@@ -110,14 +105,8 @@ def add_csr_(
             f"add_csr_ needs a two-dimensional CSR matrix of the dense tensor's shape "
             f"{tuple(dense.shape)}, got {tuple(matrix.shape)}."
         )
-    crow, col, values = matrix.crow_indices(), matrix.col_indices(), matrix.values()
-    nnz = col.numel()
-    rows = torch.repeat_interleave(
-        torch.arange(matrix.shape[0], device=crow.device),
-        torch.diff(crow).to(torch.int64),
-        output_size=nnz,
-    )
-    terms = values.to(dense.dtype)
+    rows, col = _row_indices(matrix), matrix.col_indices()
+    terms = matrix.values().to(dense.dtype)
     if alpha != 1.0:
         terms = terms * alpha
     if row_scale is not None:
@@ -218,6 +207,16 @@ class _SparseMatmul(torch.autograd.Function):
             matrix_t = transpose_csr(ctx.matrix)
         # Through the Function again, so that a double backward also avoids conversions.
         return None, None, _SparseMatmul.apply(matrix_t, ctx.matrix, grad)
+
+
+def _row_indices(matrix: torch.Tensor) -> torch.Tensor:
+    """The row (int64) of each stored entry of a CSR matrix, without a host synchronisation."""
+    crow = matrix.crow_indices()
+    return torch.repeat_interleave(
+        torch.arange(matrix.shape[0], device=crow.device),
+        torch.diff(crow).to(torch.int64),
+        output_size=matrix.col_indices().numel(),
+    )
 
 
 def _csr(

@@ -279,16 +279,18 @@ class Trainer:
         # Top-k written into buffers made up front: no small tensor outlives a batch amid its
         # large ones (which would split the heap's free blocks and make it grow).
         scores = torch.empty((cfg.batch_size, cfg.graph_top_k), device=self.device)
+        # Each batch's slice of R, made once for every modality and never made dense.
+        batches = [(b, self._sparse_rows(b)) for b in _batches(users_all, cfg.batch_size)]
         for denoiser in self.denoisers:
             tops = torch.empty(
                 (self.n_users, cfg.graph_top_k), dtype=torch.int64, device=self.device
             )
-            for batch in _batches(users_all, cfg.batch_size):
+            for batch, rows in batches:
                 with self._dense_precision():
                     x = denoise_rows(
                         denoiser,
                         self.schedule,
-                        self._sparse_rows(batch),  # one slice of R, never made dense
+                        rows,
                         sampling_steps=cfg.sampling_steps,
                         sampling_noise=cfg.sampling_noise,
                         randn=self._randn,
