@@ -82,7 +82,6 @@ parameters, ``B`` = denoiser batch rows, ``D`` = embedding size)::
                                              best is being copied, the next)
   + 4·(P_network + max_m P_denoiser_m)       gradients (each denoiser is stepped right
                                              after its own backward)
-  + 4·Σ_m I·d_m                              the estimator's float32 copy of the features
   + 12·(nnz(A) + 2·Σ_m nnz(G_m))             CSR graphs (float32 value + int64 column):
                                              adjacency, generated graphs of two epochs
   + 64·nnz(R)                                interaction bookkeeping (copies, negatives, order)
@@ -98,6 +97,10 @@ parameters, ``B`` = denoiser batch rows, ``D`` = embedding size)::
                    + pairs·4·D·(U + I + 2·B) InfoNCE's gradients, kept from its forward
                                              pass to its backward, per view pair
                    + min(8 MB, 4·B·max(U, I)) one block of InfoNCE's exponentials
+
+The features are not in the sum: training reads the caller's arrays (which the RSS before
+training holds), and the estimator's own copy (``copy_features=True``) is taken after
+training, once Adam's moments (8 bytes per parameter) are gone.
 
 It counts live tensors, in fp32 (with ``--precision bf16`` some dense temporaries are
 half that size). On the CPU, glibc's allocator keeps some freed blocks (those under its
@@ -332,7 +335,6 @@ def memory_estimate(model: Any, rss_before: int | None) -> dict[str, Any]:
     dim = model.embedding_dim
     params = sum(p.numel() for p in network.parameters())
     params += sum(p.numel() for d in denoisers for p in d.parameters())
-    features = sum(network.modality_features(m).numel() for m in range(n_modalities))
     generated = 0  # entries of the (U+I) × (U+I) generated graphs (both blocks, self-loops)
     if model.generated_graphs_ is not None:
         generated = sum(g.nnz for g in model.generated_graphs_)
@@ -354,8 +356,6 @@ def memory_estimate(model: Any, rss_before: int | None) -> dict[str, Any]:
     largest_denoiser = max((sum(p.numel() for p in d.parameters()) for d in denoisers), default=0)
     parts = {
         "parameters_adam_snapshots": 5 * 4 * params + 4 * largest_denoiser,
-        # The model's own copy, unless it references the caller's float32 arrays.
-        "features": 4 * features if getattr(model, "copy_features", True) else 0,
         "graphs": _graph_bytes(adjacency, n_nodes) + 2 * _graph_bytes(generated, n_nodes),
         "interactions": 64 * nnz,
         "dense_peak": max(dense_denoiser, dense_recommender),
@@ -799,8 +799,8 @@ def markdown(report: dict[str, Any]) -> str:
         "## Memory: measured and estimated (GB)",
         "",
         "| scenario | RSS before fit | peak RSS (fit) | GPU peak | estimate (RSS) "
-        "| params+Adam+snapshots | features | graphs | interactions | dense peak |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| params+Adam+snapshots | graphs | interactions | dense peak |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for s in done:
         mem, est = s["memory"], s["memory"]["estimate"]
@@ -809,7 +809,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {s['scenario']} | {_fmt(mem['rss_before_training_gb'])} "
             f"| {_fmt(mem['peak_rss_fit_gb'])} | {_fmt(mem['gpu_peak_allocated_gb'])} "
             f"| {_fmt(est['rss_gb'])} | {_fmt(parts['parameters_adam_snapshots'])} "
-            f"| {_fmt(parts['features'])} | {_fmt(parts['graphs'])} "
+            f"| {_fmt(parts['graphs'])} "
             f"| {_fmt(parts['interactions'])} | {_fmt(parts['dense_peak'])} |"
         )
     return "\n".join(lines) + "\n"

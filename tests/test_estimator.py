@@ -16,7 +16,7 @@ from sklearn.model_selection import GridSearchCV, cross_validate
 from sklearn.utils import estimator_checks
 
 from diffmm import DiffMMRecommender, PopularityRecommender, UnknownIdError, losses
-from diffmm._training import NonFiniteLossError
+from diffmm._training import NonFiniteLossError, Trainer
 from diffmm.datasets import load_tiktok
 from diffmm.model_selection import UserHoldoutSplit, make_ranking_scorer
 
@@ -521,7 +521,11 @@ def test_tiktok_few_epochs_beat_popularity(tiktok_path):
 
 
 def _shares_features(model, arrays) -> list[bool]:
-    buffers = [model.network_.modality_features(m).numpy() for m in range(len(model.modalities_))]
+    return _shares_features_of(model.network_, arrays)
+
+
+def _shares_features_of(network, arrays) -> list[bool]:
+    buffers = [network.modality_features(m).numpy() for m in range(network.n_modalities)]
     return [np.shares_memory(b, a) for b, a in zip(buffers, arrays, strict=True)]
 
 
@@ -536,6 +540,37 @@ def test_features_are_copied_by_default_and_referenced_on_request(tiny_data):
     np.testing.assert_array_equal(copied.user_factors_, shared.user_factors_)
     for name, array in features.items():
         np.testing.assert_array_equal(array, tiny_data.features[name].astype(np.float32))
+
+
+def test_training_reads_the_callers_arrays_and_copies_them_after(tiny_data, monkeypatch):
+    # The model's own copy is made once training is over, so it never adds to the peak.
+    features = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tiny_data.features.items()}
+    seen = []
+    real = Trainer.denoiser_epoch
+
+    def spy(self):
+        seen.append(_shares_features_of(self.network, list(features.values())))
+        return real(self)
+
+    monkeypatch.setattr(Trainer, "denoiser_epoch", spy)
+    model = small_model(epochs=2).fit(tiny_data.train, features)
+    assert seen == [[True, True], [True, True]]
+    assert not any(_shares_features(model, features.values()))
+
+
+def test_read_only_memory_maps_are_never_written(tiny_data, tmp_path):
+    # The end of training restores the best epoch's weights; writing the features back then
+    # would crash the process on a read-only memory map.
+    maps = {}
+    for name, values in tiny_data.features.items():
+        np.save(tmp_path / f"{name}.npy", np.ascontiguousarray(values, dtype=np.float32))
+        maps[name] = np.load(tmp_path / f"{name}.npy", mmap_mode="r")
+    fit = {"validation_data": tiny_data.validation}
+    referenced = small_model(epochs=3, copy_features=False).fit(tiny_data.train, maps, **fit)
+    copied = small_model(epochs=3).fit(tiny_data.train, maps, **fit)
+    assert all(_shares_features(referenced, maps.values()))
+    assert not any(_shares_features(copied, maps.values()))
+    np.testing.assert_array_equal(referenced.user_factors_, copied.user_factors_)
 
 
 def test_copy_features_false_copies_what_it_cannot_reference(tiny_data):

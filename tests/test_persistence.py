@@ -10,6 +10,7 @@ import zipfile
 
 import numpy as np
 import pytest
+import torch
 
 from diffmm import DiffMMRecommender, ModelFileError, PopularityRecommender
 from diffmm._persistence import FORMAT_VERSION, pack, read_archive, unpack, write_archive
@@ -44,6 +45,47 @@ def test_save_load_gives_identical_model(model, tiny_data, tmp_path):
         assert np.array_equal(saved[key].numpy(), original[key].numpy())
     for g, h in zip(loaded.generated_graphs_, model.generated_graphs_, strict=True):
         assert (g != h).nnz == 0
+
+
+def test_features_are_saved_beside_the_network(model, tmp_path):
+    loaded = DiffMMRecommender.load(model.save(tmp_path / "model.diffmm"))
+    assert not any(k.startswith("features_") for k in model.network_.state_dict())
+    for m in range(len(model.modalities_)):
+        np.testing.assert_array_equal(
+            loaded.network_.modality_features(m).numpy(), model.network_.modality_features(m)
+        )
+
+
+def _format_1(tree: dict) -> dict:
+    """The same content the way format 1 laid it out: features inside the network's state."""
+    state = tree["fitted"] if "fitted" in tree else tree
+    features = state.pop("features")
+    state["feature_shapes"] = tuple(tuple(f.shape) for f in features)
+    state["network"] = {
+        **state["network"],
+        **{f"features_{m}": f for m, f in enumerate(features)},
+    }
+    return tree
+
+
+def test_format_1_model_files_still_load(model, tmp_path, monkeypatch):
+    import diffmm._persistence as persistence
+
+    monkeypatch.setattr(persistence, "FORMAT_VERSION", 1)
+    old = {
+        "class": "DiffMMRecommender",
+        "params": model.get_params(deep=False),
+        "fitted": model._fitted_state(),
+    }
+    path = write_archive(tmp_path / "old.diffmm", _format_1(old), kind="model")
+    monkeypatch.undo()
+    assert read_archive(path, kind="model")[1]["format_version"] == 1
+    loaded = DiffMMRecommender.load(path)
+    np.testing.assert_array_equal(loaded.recommend([0, 1])[0], model.recommend([0, 1])[0])
+    for m in range(len(model.modalities_)):
+        np.testing.assert_array_equal(
+            loaded.network_.modality_features(m).numpy(), model.network_.modality_features(m)
+        )
 
 
 def test_file_holds_json_and_safetensors_only(model, tmp_path):
@@ -171,6 +213,27 @@ def test_resume_reaches_the_uninterrupted_result(tiny_data, tmp_path, with_valid
     drop = {"seconds_denoiser", "seconds_generation", "seconds_recommender", "seconds_evaluation"}
     strip = [{k: v for k, v in r.items() if k not in drop} for r in full.history_]
     assert [{k: v for k, v in r.items() if k not in drop} for r in resumed.history_] == strip
+
+
+def test_format_1_checkpoints_still_resume(tiny_data, tmp_path):
+    full = DiffMMRecommender(epochs=3, **FAST).fit(tiny_data.train, tiny_data.features)
+    DiffMMRecommender(epochs=2, checkpoint_dir=tmp_path, **FAST).fit(
+        tiny_data.train, tiny_data.features
+    )
+    path = tmp_path / "checkpoint.diffmm"
+    tree, _ = read_archive(path, kind="checkpoint")
+    features = [
+        torch.from_numpy(tiny_data.features[m].astype(np.float32)) for m in tiny_data.modalities
+    ]
+    for key in ("best", "last_good"):  # format 1 snapshots held the features too
+        snapshot = tree["state"]["result"][key]
+        if snapshot is not None:
+            snapshot["network"].update({f"features_{m}": f for m, f in enumerate(features)})
+    write_archive(path, tree, kind="checkpoint")
+    resumed = DiffMMRecommender(epochs=3, **FAST).fit(
+        tiny_data.train, tiny_data.features, resume_from=tmp_path
+    )
+    np.testing.assert_array_equal(resumed.user_factors_, full.user_factors_)
 
 
 def test_checkpoint_every_n_epochs(tiny_data, tmp_path, monkeypatch):

@@ -277,7 +277,10 @@ class DiffMMNetwork(nn.Module):
     """ID embeddings, modality projections and fusion weights, with the graph encoder.
 
     Modality ``m`` is the ``m``-th entry of ``features`` / ``config.feature_dims``; names are
-    kept by the caller. Features are stored as buffers so that ``.to(device)`` moves them.
+    kept by the caller. Features are stored as buffers so that ``.to(device)`` moves them, but
+    not in ``state_dict()``: they are inputs, not weights, so snapshots, checkpoints and
+    ``load_state_dict`` neither copy them nor write into them (they may be the caller's
+    read-only arrays).
     """
 
     def __init__(
@@ -303,7 +306,7 @@ class DiffMMNetwork(nn.Module):
         n_modalities = len(config.feature_dims)
         self.fusion_weights = nn.Parameter(torch.full((n_modalities,), 1.0 / n_modalities))
         for m, feats in enumerate(features):
-            self.register_buffer(f"features_{m}", feats.to(torch.float32))
+            self.register_buffer(f"features_{m}", feats.to(torch.float32), persistent=False)
 
     @property
     def n_modalities(self) -> int:
@@ -311,6 +314,15 @@ class DiffMMNetwork(nn.Module):
 
     def modality_features(self, m: int) -> torch.Tensor:
         return getattr(self, f"features_{m}")
+
+    def set_modality_features(self, m: int, features: torch.Tensor) -> None:
+        """Replace modality ``m``'s feature buffer (same shape: the projections depend on it)."""
+        if features.shape != self.modality_features(m).shape:
+            raise ValueError(
+                f"features for modality {m} must have shape "
+                f"{tuple(self.modality_features(m).shape)}, got {tuple(features.shape)}."
+            )
+        setattr(self, f"features_{m}", features)
 
     def modality_item_embeddings(self) -> list[torch.Tensor]:
         """``φ_m(F_m)`` for every modality, each of shape (n_items, D)."""

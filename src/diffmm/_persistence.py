@@ -26,7 +26,9 @@ from ._version import __version__
 
 __all__ = ["FORMAT_VERSION", "ModelFileError", "pack", "read_archive", "unpack", "write_archive"]
 
-FORMAT_VERSION = 1
+# 1: the first format. 2: DiffMM's modality features are stored beside the network's
+# state_dict instead of in it (files of format 1 still load).
+FORMAT_VERSION = 2
 _JSON_NAME = "diffmm.json"
 _TENSOR_NAME = "tensors.safetensors"
 

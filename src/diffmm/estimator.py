@@ -10,6 +10,7 @@ import hashlib
 import logging
 import numbers
 import warnings
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -186,11 +187,13 @@ class DiffMMRecommender(FactorRecommender):
     checkpoint_every : int, default=1
         Epochs between checkpoints when ``checkpoint_dir`` is set.
     copy_features : bool, default=True
-        Keep the model's own float32 copy of the modality features. ``False`` keeps a reference
-        to the caller's arrays instead when they already are float32, 2-D and C-contiguous
-        (memory-mapped ``.npy`` files included), which saves their size in memory on large
-        catalogues; the fitted model then reads those arrays, so do not modify them
-        afterwards. Other inputs are copied either way.
+        Keep the model's own float32 copy of the modality features once ``fit`` returns.
+        Training reads the caller's arrays in place when they already are float32, 2-D and
+        C-contiguous (memory-mapped ``.npy`` files included) and never writes them; the copy is
+        taken at the end, when the optimiser state is gone, so it does not raise the peak.
+        ``False`` keeps the reference afterwards, which saves the features' size in memory on
+        large catalogues; the fitted model then holds those arrays, so do not modify them.
+        Other inputs are converted to a float32 copy either way.
     user_col, item_col, weight_col : str
         Column names for DataFrame input.
 
@@ -411,10 +414,12 @@ class DiffMMRecommender(FactorRecommender):
         -------
         self
         """
-        features = self._prepare_fit(
-            interactions, modality_features, copy_features=self.copy_features
-        )
+        # Training only reads the features, so it uses the caller's float32 arrays as they are;
+        # the model's own copy (copy_features=True) is taken once training has let go of the
+        # optimiser state and the weight snapshots, so it does not add to the peak.
+        features = self._prepare_fit(interactions, modality_features, copy_features=False)
         names = tuple(features)
+        borrowed = [features[name] is modality_features[name] for name in names]
         self._check_cross_params(len(names))
         held_out = self._validation_matrix(validation_data)
         device = self._resolve_device()
@@ -441,15 +446,19 @@ class DiffMMRecommender(FactorRecommender):
         if resume_from is not None:
             state = self._read_checkpoint(resume_from, trainer, fingerprint)
 
-        def on_epoch_end(result: TrainingResult) -> None:
-            done = result.epoch >= self.epochs or result.stopped_early
-            if self.checkpoint_dir is not None and (
-                result.epoch % self.checkpoint_every == 0 or done
-            ):
-                self._write_checkpoint(trainer, result, fingerprint)
-
-        self._run_trainer(trainer, held_out, on_epoch_end=on_epoch_end, state=state)
+        on_epoch_end = partial(self._checkpoint_epoch, trainer, fingerprint)
+        try:
+            self._run_trainer(trainer, held_out, on_epoch_end=on_epoch_end, state=state)
+        finally:
+            del trainer, on_epoch_end  # frees the optimiser state before the copies below
+            if self.copy_features:
+                _own_features(network, [features[name] for name in names], borrowed)
         return self
+
+    def _checkpoint_epoch(self, trainer: Trainer, fingerprint: str, result: TrainingResult) -> None:
+        done = result.epoch >= self.epochs or result.stopped_early
+        if self.checkpoint_dir is not None and (result.epoch % self.checkpoint_every == 0 or done):
+            self._write_checkpoint(trainer, result, fingerprint)
 
     def _network_config(self, n_items: int, feature_dims: tuple[int, ...]) -> NetworkConfig:
         return NetworkConfig(
@@ -537,6 +546,10 @@ class DiffMMRecommender(FactorRecommender):
                 "resume with the same settings (only "
                 f"{sorted(_RESUMABLE_CHANGES)} may change)."
             )
+        result = tree["state"]["result"]
+        for key in ("best", "last_good"):  # checkpoints of format 1 hold the features there
+            if result[key] is not None:
+                _pop_features(result[key]["network"])
         return trainer.load_training_state(tree["state"])
 
     def _finish(self, trainer: Trainer, best: Snapshot) -> None:
@@ -564,11 +577,8 @@ class DiffMMRecommender(FactorRecommender):
         return {
             **super()._fitted_state(),
             "modalities_": self.modalities_,
-            "feature_shapes": tuple(
-                tuple(self.network_.modality_features(m).shape)
-                for m in range(len(self.modalities_))
-            ),
             "network": self.network_.state_dict(),
+            "features": [self.network_.modality_features(m) for m in range(len(self.modalities_))],
             "denoisers": [d.state_dict() for d in self.denoisers_],
             "generated_graphs_": graphs,
         }
@@ -576,9 +586,11 @@ class DiffMMRecommender(FactorRecommender):
     def _set_fitted_state(self, state: dict[str, Any]) -> None:
         super()._set_fitted_state(state)
         self.modalities_ = tuple(state["modalities_"])
-        features = [torch.zeros(*map(int, shape)) for shape in state["feature_shapes"]]
+        network_state = dict(state["network"])
+        stored = _pop_features(network_state)  # where files of format 1 hold them
+        features = state.get("features", stored)
         self.network_, self.denoisers_ = self._build_modules(features, None)
-        self.network_.load_state_dict(state["network"])
+        self.network_.load_state_dict(network_state)
         for denoiser, weights in zip(self.denoisers_, state["denoisers"], strict=True):
             denoiser.load_state_dict(weights)
         self.generated_graphs_ = None
@@ -832,6 +844,20 @@ class DiffMMRecommender(FactorRecommender):
             [self.interaction_weights_, pad.astype(np.float64)], format="csr"
         )
         return self
+
+
+def _own_features(network: DiffMMNetwork, features: list[np.ndarray], borrowed: list[bool]) -> None:
+    """Give ``network`` its own copy of every feature buffer that is still a caller's array."""
+    for m, (array, shared) in enumerate(zip(features, borrowed, strict=True)):
+        buffer = network.modality_features(m)
+        if shared and buffer.device.type == "cpu" and np.may_share_memory(buffer.numpy(), array):
+            network.set_modality_features(m, buffer.clone())
+
+
+def _pop_features(network_state: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+    """Remove the ``features_<m>`` entries (not part of the state_dict since format 2)."""
+    keys = sorted((k for k in network_state if k.startswith("features_")), key=lambda k: int(k[9:]))
+    return [network_state.pop(k) for k in keys]
 
 
 def _to_scipy(graph: torch.Tensor) -> sp.csr_matrix:
