@@ -120,12 +120,20 @@ class Denoiser(nn.Module):
             _denoiser_init_(layer, generator)
 
     def forward(
-        self, x_t: torch.Tensor, t: torch.Tensor, *, generator: torch.Generator | None = None
+        self,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        dropout_draw: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``x̂_0`` for rows ``x_t`` at steps ``t``.
 
         ``x_t`` may be a sparse CSR batch (an interaction row before any noise, at inference):
-        the first layer then multiplies only its stored entries.
+        the first layer then multiplies only its stored entries. In training, the input
+        dropout keeps the entries whose uniform draw is below ``1 - dropout``; the draws come
+        from ``generator`` unless given as ``dropout_draw`` (of ``x_t``'s shape, drawn the same
+        way ahead of time; its memory is reused for the mask).
         """
         if x_t.layout == torch.sparse_csr and (self.normalize_input or self.training):
             x_t = x_t.to_dense()
@@ -134,7 +142,13 @@ class Denoiser(nn.Module):
         scale = 1.0
         if self.training and self.dropout > 0:
             keep = 1.0 - self.dropout
-            draw = torch.rand(x_t.shape, generator=generator, device=x_t.device)
+            draw = dropout_draw
+            if draw is None:
+                draw = torch.rand(x_t.shape, generator=generator, device=x_t.device)
+            elif draw.shape != x_t.shape:
+                raise ValueError(
+                    f"dropout_draw has shape {tuple(draw.shape)}, not {tuple(x_t.shape)}."
+                )
             mask = draw.lt_(keep)  # 1.0 where kept, in the draw's memory
             x_t = mask.mul_(x_t) if mask.dtype == x_t.dtype else x_t * mask
             scale = 1.0 / keep  # applied after the first product, on the narrower output

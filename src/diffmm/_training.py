@@ -6,6 +6,7 @@ history and progress reporting. Nothing here knows about raw ids or scikit-learn
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import logging
@@ -23,6 +24,7 @@ from . import losses
 from ._graph import drop_edges, sparse_csr, top_k_graph
 from ._inference import denoise_rows
 from ._model import Denoiser, DiffMMNetwork
+from ._prefetch import Prefetch
 from ._sparse import spmm, transpose_csr
 from .diffusion import DiffusionSchedule, loss_weight, q_sample
 
@@ -240,32 +242,57 @@ class Trainer:
             modality_emb = [e.detach() for e in self.network.modality_item_embeddings()]
         totals = torch.zeros(2, device=self.device)
         n_batches = 0
-        for batch in _batches(self.rng.permutation(self.n_users), cfg.batch_size):
-            x0 = self._sparse_rows(batch)  # one slice of R, never made dense
-            target = spmm(x0, item_emb)  # x0·E_i of the alignment loss, for every modality
-            parts = totals.new_zeros(2)
-            modalities = zip(self.denoisers, self.denoiser_optimizers, strict=True)
-            for m, (denoiser, opt) in enumerate(modalities):
-                t = self._randint(self.schedule.steps, len(batch))
-                noise = self._randn(tuple(x0.shape))
-                x_t = q_sample(self.schedule, x0, t, noise, out=noise)
-                with self._dense_precision():
-                    x0_pred = denoiser(x_t, t, generator=self.generator)
-                weights = loss_weight(self.schedule, t, dtype=torch.float32)
-                # Losses in fp32 whatever the matmul precision.
-                diff, align = losses.denoiser_losses(x0_pred, x0, weights, modality_emb[m], target)
-                del noise, x_t, x0_pred  # the backward pass needs none of them: free them first
-                # The modalities' denoisers share no parameter: backward and step per modality
-                # give the same update as for the summed loss while only one modality's
-                # activations and gradients are alive.
-                (diff + cfg.alignment_weight * align).backward()
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                parts = parts + torch.stack([diff.detach(), align.detach()])
-            totals += parts
-            n_batches += 1
+        batches = list(_batches(self.rng.permutation(self.n_users), cfg.batch_size))
+        draws = self._denoiser_draws(batches)
+        if self.device.type == "cpu":  # CUDA draws are queued kernels already
+            draws = Prefetch(draws)
+        with contextlib.closing(draws):
+            for batch in batches:
+                x0 = self._sparse_rows(batch)  # one slice of R, never made dense
+                target = spmm(x0, item_emb)  # x0·E_i of the alignment loss, for every modality
+                parts = totals.new_zeros(2)
+                modalities = zip(self.denoisers, self.denoiser_optimizers, strict=True)
+                for m, (denoiser, opt) in enumerate(modalities):
+                    t, noise, dropout_draw = next(draws)
+                    x_t = q_sample(self.schedule, x0, t, noise, out=noise)
+                    with self._dense_precision():
+                        x0_pred = denoiser(x_t, t, dropout_draw=dropout_draw)
+                    weights = loss_weight(self.schedule, t, dtype=torch.float32)
+                    # Losses in fp32 whatever the matmul precision.
+                    diff, align = losses.denoiser_losses(
+                        x0_pred, x0, weights, modality_emb[m], target
+                    )
+                    # The backward pass needs none of these: free them first.
+                    del noise, x_t, x0_pred, dropout_draw
+                    # The modalities' denoisers share no parameter: backward and step per
+                    # modality give the same update as for the summed loss while only one
+                    # modality's activations and gradients are alive.
+                    (diff + cfg.alignment_weight * align).backward()
+                    opt.step()
+                    opt.zero_grad(set_to_none=True)
+                    parts = parts + torch.stack([diff.detach(), align.detach()])
+                totals += parts
+                n_batches += 1
         mean = (totals / max(n_batches, 1)).tolist()
         return {"loss_diffusion": mean[0], "loss_alignment": mean[1]}
+
+    def _denoiser_draws(
+        self, batches: list[np.ndarray]
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+        """Per batch and modality: diffusion steps, noise and input-dropout draws (or None).
+
+        In the order the denoiser phase consumes them, which is the order they were drawn in
+        line before they were drawn ahead: the same numbers whichever thread draws them.
+        """
+        for batch in batches:
+            shape = (len(batch), self.n_items)
+            for denoiser in self.denoisers:
+                t = self._randint(self.schedule.steps, len(batch))
+                noise = self._randn(shape)
+                draw = None
+                if denoiser.training and denoiser.dropout > 0:
+                    draw = torch.rand(shape, generator=self.generator, device=self.device)
+                yield t, noise, draw
 
     # -- SPEC §4 ---------------------------------------------------------------------------
 
