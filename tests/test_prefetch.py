@@ -97,3 +97,14 @@ def test_drawing_ahead_does_not_change_training(tiny_data, monkeypatch):
     assert calls  # the in-line path ran
     np.testing.assert_array_equal(ahead.user_factors_, inline.user_factors_)
     np.testing.assert_array_equal(ahead.item_factors_, inline.item_factors_)
+
+
+def test_filling_a_buffer_draws_what_a_fresh_tensor_would():
+    # The denoiser phase draws into reused buffers; torch.randn / torch.rand are these fills.
+    fresh_noise = torch.randn((7, 11), generator=torch.Generator().manual_seed(3))
+    fresh_draw = torch.rand((7, 11), generator=torch.Generator().manual_seed(4))
+    buffer = torch.full((9, 11), float("nan"))
+    noise = buffer[:7].normal_(generator=torch.Generator().manual_seed(3))
+    assert torch.equal(noise, fresh_noise)
+    draw = buffer[:7].uniform_(generator=torch.Generator().manual_seed(4))
+    assert torch.equal(draw, fresh_draw)

@@ -243,9 +243,16 @@ class Trainer:
         totals = torch.zeros(2, device=self.device)
         n_batches = 0
         batches = list(_batches(self.rng.permutation(self.n_users), cfg.batch_size))
-        draws = self._denoiser_draws(batches)
-        if self.device.type == "cpu":  # CUDA draws are queued kernels already
-            draws = Prefetch(draws)
+        if self.device.type == "cpu":
+            # Drawn one ahead in a worker thread, into two sets of buffers made here: the
+            # worker fills one set while this thread uses the other (see _denoiser_draws).
+            # Tensors the worker allocated itself would come from its own malloc arena,
+            # whose freed blocks this thread's allocations cannot reuse.
+            shape = (min(cfg.batch_size, self.n_users), self.n_items)
+            buffers = [(torch.empty(shape), torch.empty(shape)) for _ in range(2)]
+            draws = Prefetch(self._denoiser_draws(batches, buffers))
+        else:  # CUDA draws are queued kernels already
+            draws = self._denoiser_draws(batches)
         with contextlib.closing(draws):
             for batch in batches:
                 x0 = self._sparse_rows(batch)  # one slice of R, never made dense
@@ -277,21 +284,37 @@ class Trainer:
         return {"loss_diffusion": mean[0], "loss_alignment": mean[1]}
 
     def _denoiser_draws(
-        self, batches: list[np.ndarray]
+        self,
+        batches: list[np.ndarray],
+        buffers: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
         """Per batch and modality: diffusion steps, noise and input-dropout draws (or None).
 
         In the order the denoiser phase consumes them, which is the order they were drawn in
         line before they were drawn ahead: the same numbers whichever thread draws them.
+        With ``buffers`` (sets of full-batch noise and dropout tensors), item ``k`` is drawn
+        into set ``k mod len(buffers)``: the caller must be done with an item before asking
+        for the one ``len(buffers) - 1`` after it (so with two sets and :class:`Prefetch`,
+        which makes the next item only once the previous one has been asked for, it is).
         """
+        k = 0
         for batch in batches:
             shape = (len(batch), self.n_items)
             for denoiser in self.denoisers:
                 t = self._randint(self.schedule.steps, len(batch))
-                noise = self._randn(shape)
-                draw = None
-                if denoiser.training and denoiser.dropout > 0:
-                    draw = torch.rand(shape, generator=self.generator, device=self.device)
+                dropout = denoiser.training and denoiser.dropout > 0
+                if buffers is None:
+                    noise = self._randn(shape)
+                    draw = None
+                    if dropout:
+                        draw = torch.rand(shape, generator=self.generator, device=self.device)
+                else:  # torch.randn and torch.rand are these fills of fresh tensors
+                    noise_buffer, draw_buffer = buffers[k % len(buffers)]
+                    noise = noise_buffer[: len(batch)].normal_(generator=self.generator)
+                    draw = None
+                    if dropout:
+                        draw = draw_buffer[: len(batch)].uniform_(generator=self.generator)
+                k += 1
                 yield t, noise, draw
 
     # -- SPEC §4 ---------------------------------------------------------------------------
