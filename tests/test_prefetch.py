@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -108,3 +109,23 @@ def test_filling_a_buffer_draws_what_a_fresh_tensor_would():
     assert torch.equal(noise, fresh_noise)
     draw = buffer[:7].uniform_(generator=torch.Generator().manual_seed(4))
     assert torch.equal(draw, fresh_draw)
+
+
+def test_an_interrupt_in_the_denoiser_phase_leaves_no_worker(tiny_data, monkeypatch):
+    settings = {"denoiser_hidden_dims": (16,), "batch_size": 32, "embedding_dim": 8}
+    real = training.losses.denoiser_losses
+    calls = {"n": 0}
+    per_epoch = -(-tiny_data.train.shape[0] // 32) * len(tiny_data.features)
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == per_epoch + 2:  # early in the second epoch's denoiser phase
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training.losses, "denoiser_losses", interrupted)
+    model = DiffMMRecommender(epochs=3, random_state=0, **settings)
+    with pytest.warns(UserWarning, match="interrupted after epoch 1"):
+        model.fit(tiny_data.train, tiny_data.features)
+    assert calls["n"] == per_epoch + 2
+    assert not [t for t in threading.enumerate() if t.name == "diffmm-prefetch" and t.is_alive()]
