@@ -35,6 +35,17 @@ def sparse_csr(
         return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
 
 
+def csr_rows(matrix: sp.csr_matrix, device: torch.device | str = "cpu") -> torch.Tensor:
+    """A SciPy CSR matrix (e.g. a slice of interaction rows) as a float32 torch CSR tensor.
+
+    On the CPU the values may share memory with ``matrix.data`` (when it is float32 already):
+    pass a slice, which SciPy copies, or a matrix that is not modified afterwards.
+    """
+    parts = (matrix.indptr, matrix.indices, matrix.data.astype(np.float32, copy=False))
+    crow, col, values = (torch.from_numpy(np.asarray(a)).to(device) for a in parts)
+    return sparse_csr(crow.long(), col.long(), values, matrix.shape)
+
+
 def bipartite_adjacency(
     users: torch.Tensor,
     items: torch.Tensor,

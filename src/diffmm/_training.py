@@ -21,7 +21,7 @@ import torch
 from torch.profiler import record_function
 
 from . import losses
-from ._graph import drop_edges, sparse_csr, top_k_graph
+from ._graph import csr_rows, drop_edges, sparse_csr, top_k_graph
 from ._inference import denoise_rows
 from ._model import Denoiser, DiffMMNetwork
 from ._prefetch import Prefetch
@@ -200,10 +200,7 @@ class Trainer:
     # -- helpers ---------------------------------------------------------------------------
 
     def _sparse_rows(self, users: np.ndarray) -> torch.Tensor:
-        block = self.matrix[users]
-        parts = (block.indptr, block.indices, block.data.astype(np.float32))
-        crow, col, values = (torch.from_numpy(np.asarray(a)).to(self.device) for a in parts)
-        return sparse_csr(crow.long(), col.long(), values, block.shape)
+        return csr_rows(self.matrix[users], self.device)
 
     def _randint(self, high: int, size: int) -> torch.Tensor:
         return torch.randint(0, high, (size,), generator=self.generator, device=self.device)

@@ -20,7 +20,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 
 from ._factor_model import NON_NEGATIVE, POSITIVE, POSITIVE_INT, FactorRecommender
-from ._graph import adjacency_from_matrix, sparse_csr
+from ._graph import adjacency_from_matrix, csr_rows
 from ._inference import denoise_rows, isolated_item_factors, propagation_user_factors
 from ._model import Denoiser, DiffMMNetwork, NetworkConfig
 from ._persistence import read_archive, write_archive
@@ -727,10 +727,7 @@ class DiffMMRecommender(FactorRecommender):
 
             def score_rows(rows: np.ndarray) -> np.ndarray:
                 # Sparse, as in graph generation: the first step reads only the stored entries.
-                block = history[rows][:, :n_trained]
-                parts = (block.indptr, block.indices, block.data)
-                crow, col, values = (torch.from_numpy(np.asarray(a)) for a in parts)
-                x0 = sparse_csr(crow.long(), col.long(), values, block.shape)
+                x0 = csr_rows(history[rows][:, :n_trained])
                 total = sum(
                     weights[m]
                     * denoise_rows(
