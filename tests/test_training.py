@@ -241,3 +241,19 @@ def test_free_memory_goes_back_after_each_phase_and_after_the_snapshot(matrix, m
     monkeypatch.setattr(Trainer, "_epoch", epoch)
     trainer.run(lambda users, items: 0.0)
     assert seen == [0, 0, 0, 1, 1, 1, 1, 2]
+
+
+def test_draws_into_buffers_equal_fresh_draws(matrix):
+    # The CPU path draws into reused buffers, the CUDA path into fresh tensors: same numbers.
+    trainer = _trainer(matrix, batch_size=12)
+    batches = [np.arange(0, 12), np.arange(12, 24), np.arange(24, 30)]  # a short last batch
+    state = trainer.generator.get_state()
+    fresh = [tuple(x.clone() for x in item) for item in trainer._denoiser_draws(batches)]
+    trainer.generator.set_state(state)
+    shape = (12, trainer.n_items)
+    buffers = [(torch.empty(shape), torch.empty(shape)) for _ in range(2)]
+    drawn = [tuple(x.clone() for x in item) for item in trainer._denoiser_draws(batches, buffers)]
+    assert len(fresh) == len(drawn) == len(batches) * len(trainer.denoisers)
+    for a, b in zip(fresh, drawn, strict=True):
+        assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert drawn[-1][1].shape == (6, trainer.n_items)

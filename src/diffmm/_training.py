@@ -294,23 +294,22 @@ class Trainer:
         for the one ``len(buffers) - 1`` after it (so with two sets and :class:`Prefetch`,
         which makes the next item only once the previous one has been asked for, it is).
         """
+
+        def space(item: int, part: int, n: int) -> torch.Tensor:
+            """``n`` rows to draw item ``item``'s noise (part 0) or dropout draw (part 1) into."""
+            if buffers is None:
+                return torch.empty((n, self.n_items), device=self.device)
+            return buffers[item % len(buffers)][part][:n]
+
         k = 0
         for batch in batches:
-            shape = (len(batch), self.n_items)
             for denoiser in self.denoisers:
                 t = self._randint(self.schedule.steps, len(batch))
-                dropout = denoiser.training and denoiser.dropout > 0
-                if buffers is None:
-                    noise = self._randn(shape)
-                    draw = None
-                    if dropout:
-                        draw = torch.rand(shape, generator=self.generator, device=self.device)
-                else:  # torch.randn and torch.rand are these fills of fresh tensors
-                    noise_buffer, draw_buffer = buffers[k % len(buffers)]
-                    noise = noise_buffer[: len(batch)].normal_(generator=self.generator)
-                    draw = None
-                    if dropout:
-                        draw = draw_buffer[: len(batch)].uniform_(generator=self.generator)
+                # torch.randn and torch.rand are these fills of fresh tensors.
+                noise = space(k, 0, len(batch)).normal_(generator=self.generator)
+                draw = None
+                if denoiser.training and denoiser.dropout > 0:
+                    draw = space(k, 1, len(batch)).uniform_(generator=self.generator)
                 k += 1
                 yield t, noise, draw
 
