@@ -21,15 +21,16 @@ def test_items_come_in_order():
         assert next(items, "end") == "end"
 
 
+def _counted(n: int, made: list[int]):
+    """0, 1, ..., n - 1, each appended to ``made`` when it is made."""
+    for i in range(n):
+        made.append(i)
+        yield i
+
+
 def test_at_most_one_item_is_made_ahead():
     made = []
-
-    def source():
-        for i in range(5):
-            made.append(i)
-            yield i
-
-    with Prefetch(source()) as items:
+    with Prefetch(_counted(5, made)) as items:
         for i in range(5):
             assert next(items) == i
             time.sleep(0.05)  # room for the worker to run ahead as far as it would
@@ -49,13 +50,7 @@ def test_errors_in_the_source_are_raised_by_next():
 
 def test_leaving_early_stops_the_worker():
     made = []
-
-    def source():
-        for i in range(1000):
-            made.append(i)
-            yield i
-
-    items = Prefetch(source())
+    items = Prefetch(_counted(1000, made))
     with items:
         assert next(items) == 0
     assert not items._worker.is_alive()
