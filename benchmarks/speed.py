@@ -86,13 +86,14 @@ parameters, ``B`` = denoiser batch rows, ``D`` = embedding size)::
                                              adjacency, generated graphs of two epochs
   + 64·nnz(R)                                interaction bookkeeping (copies, negatives, order)
   + max(dense denoiser batch, dense recommender step), where
-        denoiser:    4·B·I·4                 for the one modality at work (one at a
+        denoiser:    4·B·I·6                 for the one modality at work (one at a
                                              time): x_t (in the noise's memory), the first
                                              layer's input (in the dropout draw's memory,
                                              kept for the backward), the output and
                                              x̂0 − x0 (kept); in the backward pass the
                                              loss gradient takes the output's place (x0
-                                             itself stays sparse)
+                                             itself stays sparse); and the next noise and
+                                             dropout draw, drawn ahead (on the CPU)
         recommender: 4·(U+I)·D·(12·M + 8)    full-graph forward activations kept for backward
                    + pairs·4·D·(U + I + 2·B) InfoNCE's gradients, kept from its forward
                                              pass to its backward, per view pair
@@ -345,7 +346,8 @@ def memory_estimate(model: Any, rss_before: int | None) -> dict[str, Any]:
         None: 0,
     }[model.contrastive if model.contrastive_weight > 0 else None]
     # One modality's activations at a time (the trainer runs backward per modality).
-    dense_denoiser = 4 * batch * n_items * 4 if denoisers else 0
+    # Six rows: four in use, and the next item's noise and dropout draw being drawn ahead.
+    dense_denoiser = 4 * batch * n_items * 6 if denoisers else 0
 
     # InfoNCE (see diffmm.losses): each call keeps its two gradients, (B × D) and
     # (nodes × D), for the backward; its exponentials exist one block at a time.
