@@ -136,7 +136,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from diffmm.losses import _BLOCK_BYTES
+from diffmm.losses import INFO_NCE_BLOCK_BYTES
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -351,7 +351,7 @@ def memory_estimate(model: Any, rss_before: int | None) -> dict[str, Any]:
 
     # InfoNCE (see diffmm.losses): each call keeps its two gradients, (B × D) and
     # (nodes × D), for the backward; its exponentials exist one block at a time.
-    block = min(_BLOCK_BYTES, 4 * batch * max(n_users, n_items)) if pairs else 0
+    block = min(INFO_NCE_BLOCK_BYTES, 4 * batch * max(n_users, n_items)) if pairs else 0
     similarities = pairs * 4 * dim * (n_users + n_items + 2 * batch) + block
     dense_recommender = 4 * n_nodes * dim * (12 * n_modalities + 8) + similarities
     # Gradients: the network's, and one denoiser's at a time (stepped after its backward).

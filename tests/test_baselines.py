@@ -585,8 +585,7 @@ def test_lightgcn_beats_popularity_on_planted_data():
 def test_lightgcn_network_averages_layers_like_a_dense_reference():
     r = np.array([[1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 0, 0]], dtype=float)  # user 2, item 3 cold
     network = LightGCNNetwork(3, 4, embedding_dim=5, n_layers=3, generator=torch.Generator())
-    output, views = network(adjacency_from_matrix(sp.csr_matrix(r), self_loops=False), None)
-    assert views == []
+    output = network(adjacency_from_matrix(sp.csr_matrix(r), self_loops=False))
     e = torch.cat([network.user_embedding, network.item_embedding]).detach().double().numpy()
     expected = dense_layer_mean(dense_lightgcn_adjacency(r), e, 3)
     np.testing.assert_allclose(output.detach().double().numpy(), expected, rtol=1e-5, atol=1e-6)
@@ -594,7 +593,7 @@ def test_lightgcn_network_averages_layers_like_a_dense_reference():
     np.testing.assert_allclose(expected[2], e[2] / 4)
     # n_layers=0 is the embedding table itself.
     network.n_layers = 0
-    output, _ = network(adjacency_from_matrix(sp.csr_matrix(r), self_loops=False))
+    output = network(adjacency_from_matrix(sp.csr_matrix(r), self_loops=False))
     np.testing.assert_allclose(output.detach().double().numpy(), e, rtol=1e-6)
 
 
@@ -633,8 +632,8 @@ def test_lightgcn_early_stopping_restores_the_best_epoch(tiny_data, monkeypatch)
     calls = iter([0.1, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0, 0.0, 0.0, 0.0])
     monkeypatch.setattr(
         LightGCNRecommender,
-        "_evaluate_matrix",
-        lambda self, held_out, metrics, ks: {f"{metrics[0]}@{ks[0]}": next(calls)},
+        "_validation_scorer",
+        lambda self, matrix, held_out: lambda users, items: next(calls),
     )
     model = small_lightgcn(epochs=10, patience=2)
     model.fit(tiny_data.train, validation_data=tiny_data.validation)

@@ -547,6 +547,15 @@ def test_load_tiktok_missing_folder(tmp_path):
         load_tiktok(tmp_path / "absent")
 
 
+def test_load_tiktok_reads_the_path_from_the_environment(tmp_path, monkeypatch):
+    _write_diffmm(tmp_path / "tt", with_test=False)
+    monkeypatch.delenv("DIFFMM_TIKTOK_PATH", raising=False)
+    with pytest.raises(ValueError, match="DIFFMM_TIKTOK_PATH"):
+        load_tiktok()
+    monkeypatch.setenv("DIFFMM_TIKTOK_PATH", str(tmp_path / "tt"))
+    assert load_tiktok().train.shape == load_tiktok(tmp_path / "tt").train.shape
+
+
 def test_load_tiktok_on_fixture(tmp_path):
     _write_diffmm(tmp_path / "tt", with_test=False)
     with warnings.catch_warnings():

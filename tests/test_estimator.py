@@ -16,7 +16,8 @@ from sklearn.model_selection import GridSearchCV, cross_validate
 from sklearn.utils import estimator_checks
 
 from diffmm import DiffMMRecommender, PopularityRecommender, UnknownIdError, losses
-from diffmm._training import NonFiniteLossError, Trainer
+from diffmm._diffusion_phases import DiffusionPhases
+from diffmm._training import NonFiniteLossError
 from diffmm.datasets import load_tiktok
 from diffmm.model_selection import UserHoldoutSplit, make_ranking_scorer
 
@@ -173,8 +174,8 @@ def test_early_stopping_on_patience(tiny_data, monkeypatch):
     calls = iter([0.5, 0.4, 0.3, 0.2, 0.1, 0.0, 0.0, 0.0, 0.0, 0.0])
     monkeypatch.setattr(
         DiffMMRecommender,
-        "_evaluate_matrix",
-        lambda self, held_out, metrics, ks: {f"{metrics[0]}@{ks[0]}": next(calls)},
+        "_validation_scorer",
+        lambda self, matrix, held_out: lambda users, items: next(calls),
     )
     model.fit(tiny_data.train, tiny_data.features, validation_data=tiny_data.validation)
     assert len(model.history_) == 3
@@ -546,13 +547,13 @@ def test_training_reads_the_callers_arrays_and_copies_them_after(tiny_data, monk
     # The model's own copy is made once training is over, so it never adds to the peak.
     features = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tiny_data.features.items()}
     seen = []
-    real = Trainer.denoiser_epoch
+    real = DiffusionPhases.train_denoisers
 
     def spy(self):
         seen.append(_shares_features_of(self.network, list(features.values())))
         return real(self)
 
-    monkeypatch.setattr(Trainer, "denoiser_epoch", spy)
+    monkeypatch.setattr(DiffusionPhases, "train_denoisers", spy)
     model = small_model(epochs=2).fit(tiny_data.train, features)
     assert seen == [[True, True], [True, True]]
     assert not any(_shares_features(model, features.values()))

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from diffmm import losses
-from diffmm.losses import alignment_loss, bpr_loss, diffusion_loss, info_nce, l2_penalty
+from diffmm.losses import bpr_loss, info_nce, l2_penalty
+from reference import alignment_loss, diffusion_loss
 
 # ---------------------------------------------------------------------------
 # Independent float64 references written from the SPEC formulas.

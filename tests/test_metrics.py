@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from diffmm import metrics as M
+from diffmm._ranking import rank
 from diffmm.metrics import (
     METRICS,
     catalogue_coverage_at_k,
@@ -511,7 +512,7 @@ def test_owned_blocks_are_masked_in_place_with_the_same_result(problem, chunk_si
     scores, excluded, k = problem
     scores = scores.astype(np.float32)
     exclude = sp.csr_matrix(excluded.astype(np.float64))
-    items, vals = M._rank_items(
+    items, vals = rank(
         lambda u: scores[u].copy(),
         k,
         exclude=exclude,
@@ -663,7 +664,7 @@ def test_public_functions_documented():
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_topk_fast_path_equals_the_exact_ranking(seed, dtype):
-    from diffmm.metrics import _rank_block, _rank_block_exact
+    from diffmm._ranking import _rank_block, _rank_block_exact
 
     rng = np.random.default_rng(seed)
     n_rows, n_items, k = 40, 30, 5

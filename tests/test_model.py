@@ -261,7 +261,7 @@ def test_denoiser_sparse_input_equals_dense():
 @pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("sampling_noise", [False, True])
 def test_denoise_rows_runs_the_reverse_chain_without_touching_its_input(sampling_noise, sparse):
-    schedule = DiffusionSchedule.create(steps=4, noise_scale=0.1)
+    schedule = DiffusionSchedule(steps=4, noise_scale=0.1)
     gen = torch.Generator().manual_seed(5)
     d = Denoiser(9, (6,), generator=gen)
     x0 = (torch.rand(5, 9, generator=gen) < 0.3).float()
@@ -290,7 +290,7 @@ def test_denoise_rows_runs_the_reverse_chain_without_touching_its_input(sampling
 
 @pytest.mark.parametrize("sampling_noise", [False, True])
 def test_denoise_rows_from_noised_rows_reads_sparse_rows_as_dense(sampling_noise):
-    schedule = DiffusionSchedule.create(steps=4, noise_scale=0.1)
+    schedule = DiffusionSchedule(steps=4, noise_scale=0.1)
     gen = torch.Generator().manual_seed(6)
     d = Denoiser(9, (6,), generator=gen)
     x0 = (torch.rand(5, 9, generator=gen) < 0.3).float()
@@ -342,14 +342,14 @@ def test_split_linear_gradcheck():
     bias = torch.randn(5, dtype=torch.float64, generator=g, requires_grad=True)
 
     def layer(x, emb, weight, bias):
-        return model_module._SplitLinear.apply(x, emb, weight, bias, 2.0)
+        return model_module._SplitLinear.apply(x, emb, weight, bias, 2.0, torch.float64)
 
     assert torch.autograd.gradcheck(layer, (x, emb, weight, bias))
     expected = torch.nn.functional.linear(torch.cat([2.0 * x, emb], dim=-1), weight, bias)
     torch.testing.assert_close(layer(x, emb, weight, bias), expected)
 
 
-def test_split_linear_under_bf16_autocast_is_f_linear_of_the_concatenation():
+def test_split_linear_in_bf16_is_f_linear_of_the_concatenation_under_autocast():
     g = gen(3)
     x = torch.rand(16, 40, generator=g)
     emb = torch.randn(16, 10, generator=g, requires_grad=True)
@@ -357,8 +357,8 @@ def test_split_linear_under_bf16_autocast_is_f_linear_of_the_concatenation():
     with torch.no_grad():
         layer.weight.copy_(torch.randn(12, 50, generator=g) / 50**0.5)
         layer.bias.copy_(torch.randn(12, generator=g))
+    got = model_module._SplitLinear.apply(x, emb, layer.weight, layer.bias, 2.0, torch.bfloat16)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        got = model_module._SplitLinear.apply(x, emb, layer.weight, layer.bias, 2.0)
         expected = torch.nn.functional.linear(
             torch.cat([2.0 * x, emb], dim=-1), layer.weight, layer.bias
         )

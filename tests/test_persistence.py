@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffmm import DiffMMRecommender, ModelFileError, PopularityRecommender
+from diffmm import DiffMMRecommender, ModelFileError, PopularityRecommender, estimator
 from diffmm._persistence import FORMAT_VERSION, pack, read_archive, unpack, write_archive
 from diffmm._training import Trainer
 
@@ -238,13 +238,13 @@ def test_format_1_checkpoints_still_resume(tiny_data, tmp_path):
 
 def test_checkpoint_every_n_epochs(tiny_data, tmp_path, monkeypatch):
     written = []
-    real = DiffMMRecommender._write_checkpoint
+    real = estimator.write_checkpoint
 
-    def spy(self, trainer, result, fingerprint):
+    def spy(folder, trainer, result, **kwargs):
         written.append(result.epoch)
-        real(self, trainer, result, fingerprint)
+        return real(folder, trainer, result, **kwargs)
 
-    monkeypatch.setattr(DiffMMRecommender, "_write_checkpoint", spy)
+    monkeypatch.setattr(estimator, "write_checkpoint", spy)
     DiffMMRecommender(epochs=5, checkpoint_dir=tmp_path, checkpoint_every=2, **FAST).fit(
         tiny_data.train, tiny_data.features
     )
@@ -272,11 +272,11 @@ def _interrupt_in_epoch(monkeypatch, epoch_to_interrupt):
     real = Trainer.recommender_epoch
     calls = {"n": 0}
 
-    def interrupted(self, graphs):
+    def interrupted(self):
         calls["n"] += 1
         if calls["n"] == epoch_to_interrupt:
             raise KeyboardInterrupt
-        return real(self, graphs)
+        return real(self)
 
     monkeypatch.setattr(Trainer, "recommender_epoch", interrupted)
 

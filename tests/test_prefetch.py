@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-import diffmm._training as training
+import diffmm._diffusion_phases as phases
 from diffmm import DiffMMRecommender
 from diffmm._model import Denoiser
 from diffmm._prefetch import Prefetch
@@ -87,7 +87,7 @@ def test_drawing_ahead_does_not_change_training(tiny_data, monkeypatch):
         def close(self):
             pass
 
-    monkeypatch.setattr(training, "Prefetch", InLine)
+    monkeypatch.setattr(phases, "Prefetch", InLine)
     inline = DiffMMRecommender(epochs=2, random_state=0, **settings)
     inline.fit(tiny_data.train, tiny_data.features)
     assert calls  # the in-line path ran
@@ -108,7 +108,7 @@ def test_filling_a_buffer_draws_what_a_fresh_tensor_would():
 
 def test_an_interrupt_in_the_denoiser_phase_leaves_no_worker(tiny_data, monkeypatch):
     settings = {"denoiser_hidden_dims": (16,), "batch_size": 32, "embedding_dim": 8}
-    real = training.losses.denoiser_losses
+    real = phases.losses.denoiser_losses
     calls = {"n": 0}
     per_epoch = -(-tiny_data.train.shape[0] // 32) * len(tiny_data.features)
 
@@ -118,7 +118,7 @@ def test_an_interrupt_in_the_denoiser_phase_leaves_no_worker(tiny_data, monkeypa
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(training.losses, "denoiser_losses", interrupted)
+    monkeypatch.setattr(phases.losses, "denoiser_losses", interrupted)
     model = DiffMMRecommender(epochs=3, random_state=0, **settings)
     with pytest.warns(UserWarning, match="interrupted after epoch 1"):
         model.fit(tiny_data.train, tiny_data.features)

@@ -10,16 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from diffmm._compute import _malloc_trim, release_free_memory
+from diffmm._diffusion_phases import DiffusionConfig, DiffusionPhases
 from diffmm._graph import adjacency_from_matrix
 from diffmm._inference import denoise_rows
-from diffmm._model import Denoiser, DiffMMNetwork, NetworkConfig
-from diffmm._training import (
-    Trainer,
-    TrainingConfig,
-    _malloc_trim,
-    _release_free_memory,
-    sample_negatives,
-)
+from diffmm._model import Denoiser, DiffMMNetwork, LightGCNNetwork, NetworkConfig
+from diffmm._objectives import DiffMMObjective, LightGCNObjective
+from diffmm._training import Trainer, TrainingConfig, sample_negatives
 from diffmm.diffusion import DiffusionSchedule
 from test_losses import ref_info_nce_stable  # SPEC §6 in NumPy float64
 
@@ -68,22 +65,50 @@ def test_negatives_reproducible_and_user_with_every_item_rejected():
         sample_negatives(full, np.array([0]), np.random.default_rng(0))
 
 
-def _trainer(matrix, batch_size=7, **config):
+_OBJECTIVE_DEFAULTS = {
+    "l2_weight": 1e-5,
+    "contrastive": "modal_modal",
+    "contrastive_weight": 1e-2,
+    "temperature": 0.5,
+}
+
+
+def _trainer(matrix, batch_size=7, evaluate=None, **settings):
+    """A DiffMM trainer on small random features; ``settings`` go where each one belongs."""
     n_users, n_items = matrix.shape
     gen = torch.Generator().manual_seed(0)
     features = [torch.randn(n_items, 6, generator=gen), torch.randn(n_items, 4, generator=gen)]
     network = DiffMMNetwork(NetworkConfig(n_users, n_items, (6, 4), embedding_dim=8), features)
     denoisers = [Denoiser(n_items, (16,), generator=gen) for _ in features]
-    return Trainer(
+    rng = np.random.default_rng(0)
+    diffusion_keys = {"alignment_weight", "graph_top_k", "edge_keep_rate", "precision"}
+    diffusion = DiffusionPhases(
         network,
         denoisers,
         DiffusionSchedule(),
         matrix,
-        adjacency_from_matrix(matrix),
-        TrainingConfig(batch_size=batch_size, **config),
+        DiffusionConfig(
+            batch_size=batch_size, **{k: v for k, v in settings.items() if k in diffusion_keys}
+        ),
         device=torch.device("cpu"),
-        rng=np.random.default_rng(0),
+        rng=rng,
         generator=torch.Generator().manual_seed(1),
+    )
+    objective = DiffMMObjective(
+        network,
+        adjacency_from_matrix(matrix),
+        diffusion,
+        **{k: settings.get(k, v) for k, v in _OBJECTIVE_DEFAULTS.items()},
+    )
+    loop = {k: v for k, v in settings.items() if k in {"epochs", "patience", "eval_every"}}
+    return Trainer(
+        objective,
+        matrix,
+        TrainingConfig(batch_size=batch_size, **loop),
+        device=torch.device("cpu"),
+        rng=rng,
+        diffusion=diffusion,
+        evaluate=evaluate,
     )
 
 
@@ -96,7 +121,7 @@ def matrix():
 @pytest.mark.parametrize("k", [1, 3])
 def test_generated_graphs_connect_each_user_to_k_items(matrix, k):
     trainer = _trainer(matrix, graph_top_k=k, edge_keep_rate=1.0)
-    graphs = trainer.generate_graphs()
+    graphs = trainer.diffusion.generate_graphs()
     assert len(graphs) == 2
     n_users = matrix.shape[0]
     for graph in graphs:
@@ -114,8 +139,10 @@ def test_generated_edges_are_each_users_top_k_denoised_items(matrix, k):
     trainer = _trainer(matrix, graph_top_k=k, edge_keep_rate=1.0)
     n_users = matrix.shape[0]
     rows = torch.as_tensor(matrix.toarray())
-    for denoiser, graph in zip(trainer.denoisers, trainer.generate_graphs(), strict=True):
-        denoised = denoise_rows(denoiser, trainer.schedule, rows)
+    for denoiser, graph in zip(
+        trainer.diffusion.denoisers, trainer.diffusion.generate_graphs(), strict=True
+    ):
+        denoised = denoise_rows(denoiser, trainer.diffusion.schedule, rows)
         expected = torch.zeros_like(rows, dtype=torch.bool)
         expected.scatter_(1, torch.topk(denoised, k, dim=-1).indices, True)
         block = graph.to_dense()[:n_users, n_users:] > 0
@@ -125,34 +152,35 @@ def test_generated_edges_are_each_users_top_k_denoised_items(matrix, k):
 def test_generation_uses_the_denoiser_output(matrix):
     # A denoiser that always predicts item 4 makes every user's top-1 item 4.
     trainer = _trainer(matrix, edge_keep_rate=1.0)
-    for denoiser in trainer.denoisers:
+    for denoiser in trainer.diffusion.denoisers:
         last = denoiser.layers[-1]
         with torch.no_grad():
             last.weight.zero_()
             last.bias.fill_(-10.0)
             last.bias[4] = 10.0
-    for graph in trainer.generate_graphs():
+    for graph in trainer.diffusion.generate_graphs():
         block = graph.to_dense().numpy()[: matrix.shape[0], matrix.shape[0] :]
         assert np.all(block[:, 4] > 0) and np.all(np.delete(block, 4, axis=1) == 0)
 
 
 def test_denoiser_epoch_reduces_diffusion_loss(matrix):
     trainer = _trainer(matrix)
-    first = trainer.denoiser_epoch()["loss_diffusion"]
+    first = trainer.diffusion.train_denoisers()["loss_diffusion"]
     for _ in range(15):
-        last = trainer.denoiser_epoch()["loss_diffusion"]
+        last = trainer.diffusion.train_denoisers()["loss_diffusion"]
     assert last < first
 
 
 def test_recommender_epoch_updates_only_the_recommender(matrix):
     trainer = _trainer(matrix, contrastive="main_modal")
-    before = [p.detach().clone() for p in trainer.denoisers[0].parameters()]
+    before = [p.detach().clone() for p in trainer.diffusion.denoisers[0].parameters()]
     emb = trainer.network.user_embedding.detach().clone()
-    losses = trainer.recommender_epoch(trainer.generate_graphs())
+    trainer.diffusion.generate_graphs()
+    losses = trainer.recommender_epoch()
     assert set(losses) == {"loss_bpr", "loss_l2", "loss_contrastive"}
     assert losses["loss_contrastive"] > 0
     assert not torch.equal(emb, trainer.network.user_embedding)
-    for a, b in zip(before, trainer.denoisers[0].parameters(), strict=True):
+    for a, b in zip(before, trainer.diffusion.denoisers[0].parameters(), strict=True):
         assert torch.equal(a, b)
 
 
@@ -161,48 +189,51 @@ def test_contrastive_term_is_the_spec_formula(matrix, scheme):
     # One batch of every interaction: the epoch's loss is the SPEC §6 InfoNCE sum over the
     # scheme's pairs, on the batch's users (user rows) and positive items (item rows).
     trainer = _trainer(matrix, batch_size=matrix.nnz, contrastive=scheme, edge_keep_rate=1.0)
-    graphs = trainer.generate_graphs()
+    graphs = trainer.diffusion.generate_graphs()
     with torch.no_grad():
-        output, views = trainer.network(trainer.adjacency, graphs, with_views=True)
+        output, views = trainer.network(trainer.objective.adjacency, graphs, with_views=True)
     output, views = output.double().numpy(), [v.double().numpy() for v in views]
     n_users = matrix.shape[0]
     users, items = trainer.train_users, trainer.train_items
     pairs = [(output, z) for z in views] if scheme == "main_modal" else [(views[0], views[1])]
-    tau = trainer.config.temperature
+    tau = trainer.objective.temperature
     expected = sum(
         ref_info_nce_stable(x[:n_users], y[:n_users], users, tau)
         + ref_info_nce_stable(x[n_users:], y[n_users:], items, tau)
         for x, y in pairs
     )
-    record = trainer.recommender_epoch(graphs)
+    record = trainer.recommender_epoch()
     assert record["loss_contrastive"] == pytest.approx(float(expected), rel=1e-5)
 
 
 def test_batch_l2_is_lightgcns_term(matrix):
-    # l2_scope="batch": λ·(‖e_u‖² + ‖e_i‖² + ‖e_j‖²)/(2B) over the batch's rows, not the tables.
-    trainer = _trainer(matrix, l2_weight=1.0, l2_scope="batch", contrastive=None)
-    trainer.config = TrainingConfig(
-        batch_size=matrix.nnz, l2_weight=1.0, l2_scope="batch", contrastive=None
+    # LightGCN: λ·(‖e_u‖² + ‖e_i‖² + ‖e_j‖²)/(2B) over the batch's rows, not the tables.
+    network = LightGCNNetwork(*matrix.shape, embedding_dim=8, generator=torch.Generator())
+    trainer = Trainer(
+        LightGCNObjective(network, adjacency_from_matrix(matrix, self_loops=False), l2_weight=1.0),
+        matrix,
+        TrainingConfig(batch_size=matrix.nnz),
+        device=torch.device("cpu"),
+        rng=np.random.default_rng(0),
     )
     users_emb = trainer.network.user_embedding.detach().clone()
     items_emb = trainer.network.item_embedding.detach().clone()
     rng_state = trainer.rng.bit_generator.state
     negatives = sample_negatives(trainer.matrix, trainer.train_users, np.random.default_rng(0))
     trainer.rng.bit_generator.state = rng_state
-    record = trainer.recommender_epoch(None)
+    record = trainer.recommender_epoch()
     expected = (
         users_emb[trainer.train_users].pow(2).sum()
         + items_emb[trainer.train_items].pow(2).sum()
         + items_emb[negatives].pow(2).sum()
     ) / (2 * matrix.nnz)
     assert record["loss_l2"] == pytest.approx(float(expected), rel=1e-5)
-    tables = _trainer(matrix, l2_weight=1.0, contrastive=None)
-    tables.config = TrainingConfig(batch_size=matrix.nnz, l2_weight=1.0, contrastive=None)
+    tables = _trainer(matrix, batch_size=matrix.nnz, l2_weight=1.0, contrastive=None)
     with torch.no_grad():
         full = (
             tables.network.user_embedding.pow(2).sum() + tables.network.item_embedding.pow(2).sum()
         )
-    assert tables.recommender_epoch(None)["loss_l2"] == pytest.approx(float(full), rel=1e-5)
+    assert tables.recommender_epoch()["loss_l2"] == pytest.approx(float(full), rel=1e-5)
 
 
 def test_free_memory_release_is_a_no_op_without_glibc(monkeypatch):
@@ -212,48 +243,48 @@ def test_free_memory_release_is_a_no_op_without_glibc(monkeypatch):
         def no_library(name):
             raise OSError("no C library here")
 
-        monkeypatch.setattr("diffmm._training.ctypes.CDLL", no_library)
+        monkeypatch.setattr("diffmm._compute.ctypes.CDLL", no_library)
         assert _malloc_trim() is None
-        _release_free_memory()  # nothing to call: returns quietly
+        release_free_memory()  # nothing to call: returns quietly
     finally:
         monkeypatch.undo()
         _malloc_trim.cache_clear()
-    _release_free_memory()  # with the real C library (glibc here: malloc_trim)
+    release_free_memory()  # with the real C library (glibc here: malloc_trim)
 
 
 def test_free_memory_goes_back_after_each_phase_and_after_the_snapshot(matrix, monkeypatch):
     # Three phases, then the epoch's snapshot (which may free the one it replaces): four
     # releases per epoch, the last once the epoch is committed.
-    trainer = _trainer(matrix, epochs=2)
+    trainer = _trainer(matrix, epochs=2, evaluate=lambda users, items: 0.0)
     seen = []
     monkeypatch.setattr(
-        "diffmm._training._release_free_memory",
+        "diffmm._training.release_free_memory",
         lambda: seen.append(trainer_result.epoch if trainer_result else None),
     )
     trainer_result = None
     original = Trainer._epoch
 
-    def epoch(self, result, evaluate):
+    def epoch(self, result):
         nonlocal trainer_result
         trainer_result = result
-        original(self, result, evaluate)
+        original(self, result)
 
     monkeypatch.setattr(Trainer, "_epoch", epoch)
-    trainer.run(lambda users, items: 0.0)
+    trainer.run()
     assert seen == [0, 0, 0, 1, 1, 1, 1, 2]
 
 
 def test_draws_into_buffers_equal_fresh_draws(matrix):
     # The CPU path draws into reused buffers, the CUDA path into fresh tensors: same numbers.
-    trainer = _trainer(matrix, batch_size=12)
+    phases = _trainer(matrix, batch_size=12).diffusion
     batches = [np.arange(0, 12), np.arange(12, 24), np.arange(24, 30)]  # a short last batch
-    state = trainer.generator.get_state()
-    fresh = [tuple(x.clone() for x in item) for item in trainer._denoiser_draws(batches)]
-    trainer.generator.set_state(state)
-    shape = (12, trainer.n_items)
+    state = phases.generator.get_state()
+    fresh = [tuple(x.clone() for x in item) for item in phases._draws(batches)]
+    phases.generator.set_state(state)
+    shape = (12, phases.n_items)
     buffers = [(torch.empty(shape), torch.empty(shape)) for _ in range(2)]
-    drawn = [tuple(x.clone() for x in item) for item in trainer._denoiser_draws(batches, buffers)]
-    assert len(fresh) == len(drawn) == len(batches) * len(trainer.denoisers)
+    drawn = [tuple(x.clone() for x in item) for item in phases._draws(batches, buffers)]
+    assert len(fresh) == len(drawn) == len(batches) * len(phases.denoisers)
     for a, b in zip(fresh, drawn, strict=True):
         assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
-    assert drawn[-1][1].shape == (6, trainer.n_items)
+    assert drawn[-1][1].shape == (6, phases.n_items)

@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from diffmm import UnknownIdError
+from diffmm._ids import IdMap
 from diffmm._validation import (
-    IdMap,
     Interval,
     Options,
     Predicate,

@@ -1,8 +1,6 @@
 """diffmm: the DiffMM multi-modal diffusion recommender as a scikit-learn style estimator."""
 
-from ._persistence import ModelFileError
-from ._training import NonFiniteLossError
-from ._validation import UnknownIdError
+from ._errors import InvalidInputError, ModelFileError, NonFiniteLossError, UnknownIdError
 from ._version import __version__
 from .baselines import LightGCNRecommender, PopularityRecommender
 from .estimator import PRESETS, DiffMMRecommender
@@ -10,6 +8,7 @@ from .estimator import PRESETS, DiffMMRecommender
 __all__ = [
     "PRESETS",
     "DiffMMRecommender",
+    "InvalidInputError",
     "LightGCNRecommender",
     "ModelFileError",
     "NonFiniteLossError",

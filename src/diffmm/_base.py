@@ -19,9 +19,13 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from . import metrics as _metrics
+from ._errors import InvalidInputError
+from ._evaluation import evaluate_scorer
+from ._ids import IdMap
 from ._persistence import ModelFileError, read_archive, write_archive
+from ._ranking import rank, reusing_block
 from ._validation import (
-    IdMap,
+    binarize,
     check_interactions,
     check_k,
     interaction_matrix,
@@ -30,10 +34,6 @@ from ._validation import (
 )
 
 __all__ = ["BaseRecommender"]
-
-# Cut-offs beyond the catalogue are exact (the ranking is padded with "no item"), up to this
-# size; larger ones are refused instead of allocating n_users x k.
-_MAX_PADDED_K = 10_000
 
 
 class BaseRecommender(BaseEstimator):
@@ -96,7 +96,7 @@ class BaseRecommender(BaseEstimator):
         """Held-out interactions as a binary matrix over the fitted universes."""
         rows = self._read(X, name)
         if rows.shape is not None and rows.shape != (self.n_users_, self.n_items_):
-            raise ValueError(
+            raise InvalidInputError(
                 f"{name} is a matrix of shape {rows.shape}, but the model was fitted on "
                 f"{self.n_users_} users x {self.n_items_} items."
             )
@@ -116,9 +116,7 @@ class BaseRecommender(BaseEstimator):
             (np.ones(len(rows), dtype=np.float32)[keep], (users[keep], items[keep])),
             shape=(self.n_users_, self.n_items_ + len(unseen)),
         )
-        matrix.sum_duplicates()
-        matrix.data[:] = 1.0
-        return matrix
+        return binarize(matrix)
 
     # -- persistence -------------------------------------------------------------------------
 
@@ -284,9 +282,11 @@ class BaseRecommender(BaseEstimator):
         check_is_fitted(self)
         user_arr = np.atleast_1d(np.asarray(users))
         if user_arr.ndim != 1:
-            raise ValueError(f"users must be a 1-D array of user ids, got shape {user_arr.shape}.")
+            raise InvalidInputError(
+                f"users must be a 1-D array of user ids, got shape {user_arr.shape}."
+            )
         if user_arr.size == 0:
-            raise ValueError("users is empty; pass at least one user id.")
+            raise InvalidInputError("users is empty; pass at least one user id.")
         user_idx = self._users.index(user_arr, name="users")
         exclude = self.interactions_[user_idx] if exclude_seen else None
         return self._rank(
@@ -326,7 +326,9 @@ class BaseRecommender(BaseEstimator):
             dropped = self._items.index(np.atleast_1d(exclude_items), name="exclude_items")
             candidates = np.setdiff1d(candidates, dropped, assume_unique=False)
         if candidates.size == 0:
-            raise ValueError("No candidate items are left after `items` and `exclude_items`.")
+            raise InvalidInputError(
+                "No candidate items are left after `items` and `exclude_items`."
+            )
         if n > candidates.size:
             warnings.warn(
                 f"n={n} is larger than the {candidates.size} candidate items; returning "
@@ -344,7 +346,7 @@ class BaseRecommender(BaseEstimator):
             scores = score_rows(rows)
             return scores[:, candidates] if restricted else scores
 
-        top, top_scores = _metrics._rank_items(
+        top, top_scores = rank(
             block,
             n,
             exclude=exclude,
@@ -357,57 +359,15 @@ class BaseRecommender(BaseEstimator):
         return self._items.to_ids(top), np.where(padding, -np.inf, top_scores)
 
     def _chunk_scorer(self, user_idx: np.ndarray) -> Any:
-        """``score(rows)``: the scores of ``user_idx[rows]``, written into one reused block.
-
-        Each block is consumed (masked and ranked) before the next is asked for, so one scratch
-        array serves every chunk instead of a fresh allocation per chunk.
-        """
-        scratch: list[np.ndarray] = []
-
-        def score(rows: np.ndarray) -> np.ndarray:
-            users = user_idx[rows]
-            out = scratch[0][: len(users)] if scratch else None
-            block = self._score_block(users, out=out)
-            if not scratch:
-                scratch.append(block)
-            return block
-
-        return score
-
-    def _top_items(self, user_idx: np.ndarray, k: int, batch_size: int = 1024) -> np.ndarray:
-        top, _ = _metrics._rank_items(
-            self._chunk_scorer(np.arange(self.n_users_)),
-            k,
-            exclude=self.interactions_,
-            users=user_idx,
-            chunk_size=batch_size,
-            owned_blocks=True,
-        )
-        return top
+        """``score(rows)``: the scores of ``user_idx[rows]``, written into one reused block."""
+        return reusing_block(lambda rows, out: self._score_block(user_idx[rows], out=out))
 
     def _evaluate_matrix(
         self, held_out: sp.csr_matrix, metrics: tuple[str, ...], ks: tuple[int, ...]
     ) -> dict[str, float]:
         """Rank for users with held-out items (training items masked) and compute metrics."""
-        held_out = sp.csr_matrix(held_out)
-        user_idx = np.flatnonzero(np.diff(held_out.indptr) > 0)
-        if user_idx.size == 0:
-            raise ValueError("The held-out interactions contain no user with an item to find.")
-        max_k = max(ks)
-        if max_k > max(self.n_items_, _MAX_PADDED_K):
-            raise ValueError(
-                f"k={max_k} is larger than the {self.n_items_} items in the catalogue; use a "
-                f"cut-off of at most {max(self.n_items_, _MAX_PADDED_K)}."
-            )
-        top = self._top_items(user_idx, min(max_k, self.n_items_))
-        if top.shape[1] < max_k:  # a catalogue smaller than k: pad as "no item here"
-            top = np.pad(top, ((0, 0), (0, max_k - top.shape[1])), constant_values=-1)
-        result = _metrics.evaluate(top, held_out[user_idx], metrics=metrics, ks=ks)
-        if "coverage" in metrics and held_out.shape[1] != self.n_items_:  # unseen-item columns
-            for k in ks:
-                result[f"coverage@{k}"] = _metrics.catalogue_coverage_at_k(top, self.n_items_, k)
-        result["n_users_skipped"] = int(self.n_users_ - user_idx.size)
-        return result
+        scores = self._chunk_scorer(np.arange(self.n_users_))
+        return evaluate_scorer(scores, self.interactions_, held_out, metrics, ks)
 
     def evaluate(
         self,
@@ -443,7 +403,7 @@ class BaseRecommender(BaseEstimator):
             metrics = (metrics,)
         ks = tuple(check_k(k, name="ks") for k in ks)
         if not ks:
-            raise ValueError("ks is empty; pass at least one cut-off, e.g. ks=(10, 20).")
+            raise InvalidInputError("ks is empty; pass at least one cut-off, e.g. ks=(10, 20).")
         for metric in metrics:
             _metrics.get_metric(metric)
         return self._evaluate_matrix(self._held_out_matrix(X, "X"), tuple(metrics), ks)

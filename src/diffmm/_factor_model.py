@@ -1,4 +1,4 @@
-"""What the recommenders trained by :class:`~diffmm._training.Trainer` share.
+"""What the recommenders trained by the epoch loop (``_training.Trainer``) share.
 
 They learn one output embedding per user and per item and score by dot product. Device
 resolution, random streams, validation with early stopping, the training run (progress bar,
@@ -8,9 +8,11 @@ non-finite losses, Ctrl-C) and the fitted factors (scoring, persistence) live he
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import warnings
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -19,14 +21,32 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseRecommender
-from ._training import NonFiniteLossError, Snapshot, Trainer, TrainingResult
+from ._errors import InvalidInputError
+from ._evaluation import factor_validation
+from ._ranking import factor_scores
+from ._training import (
+    Evaluate,
+    NonFiniteLossError,
+    Snapshot,
+    Trainer,
+    TrainingConfig,
+    TrainingResult,
+)
 from ._validation import Interval, Options, Predicate
 
-__all__ = ["NON_NEGATIVE", "POSITIVE", "POSITIVE_INT", "FactorRecommender"]
+__all__ = ["NON_NEGATIVE", "POSITIVE", "POSITIVE_INT", "FactorRecommender", "modules_for_loading"]
 
 POSITIVE_INT = Interval(numbers.Integral, 1, None)
 NON_NEGATIVE = Interval(numbers.Real, 0, None)
 POSITIVE = Interval(numbers.Real, 0, None, closed="neither")
+
+
+def modules_for_loading() -> contextlib.AbstractContextManager:
+    """Build modules whose weights a file is about to overwrite, leaving torch's RNG as it was.
+
+    Their initial draws come from the global generator inside a fork of it, and are discarded.
+    """
+    return torch.random.fork_rng(devices=[])
 
 
 def _device_ok(value: Any) -> bool:
@@ -41,8 +61,8 @@ class FactorRecommender(BaseRecommender):
 
     Subclasses build a network and a :class:`Trainer` in ``fit`` and hand it to
     :meth:`_run_trainer`, which trains, selects the best epoch on the validation data and
-    stores the fitted factors. They extend :meth:`_finish`, :meth:`_fitted_state` and
-    :meth:`_set_fitted_state` with their own modules.
+    stores the fitted factors (through :meth:`_finish`, or the ``finish`` they pass). They
+    extend :meth:`_fitted_state` and :meth:`_set_fitted_state` with their own modules.
     """
 
     _parameter_constraints: dict[str, list] = {
@@ -70,7 +90,9 @@ class FactorRecommender(BaseRecommender):
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         device = torch.device(self.device)
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device={self.device!r} was requested but CUDA is not available.")
+            raise InvalidInputError(
+                f"device={self.device!r} was requested but CUDA is not available."
+            )
         return device
 
     def _random_streams(
@@ -85,59 +107,65 @@ class FactorRecommender(BaseRecommender):
         train_generator = torch.Generator(device=device).manual_seed(int(rng.integers(2**62)))
         return rng, init_generator, train_generator
 
+    def _training_config(self, *, has_validation: bool) -> TrainingConfig:
+        return TrainingConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            eval_every=self.eval_every,
+            patience=self.patience if has_validation else None,
+        )
+
     def _validation_matrix(self, validation_data: Any) -> sp.csr_matrix | None:
         if validation_data is None:
             return None
         held_out = self._held_out_matrix(validation_data, "validation_data")
         if held_out.nnz == 0:
-            raise ValueError("validation_data holds no interaction of the fitted users/items.")
+            raise InvalidInputError(
+                "validation_data holds no interaction of the fitted users/items."
+            )
         return held_out
 
     def _validation_scorer(
-        self, held_out: sp.csr_matrix | None
-    ) -> Callable[[np.ndarray, np.ndarray], float] | None:
+        self, matrix: sp.csr_matrix, held_out: sp.csr_matrix | None
+    ) -> Evaluate | None:
         """``early_stopping_metric@early_stopping_k`` of given factors on ``held_out``."""
         if held_out is None:
             return None
-        metric, k = self.early_stopping_metric, self.early_stopping_k
-
-        def evaluate(user_factors: np.ndarray, item_factors: np.ndarray) -> float:
-            self.user_factors_, self.item_factors_ = user_factors, item_factors
-            return self._evaluate_matrix(held_out, (metric,), (k,))[f"{metric}@{k}"]
-
-        return evaluate
+        return factor_validation(
+            matrix, held_out, self.early_stopping_metric, self.early_stopping_k
+        )
 
     def _run_trainer(
         self,
         trainer: Trainer,
-        held_out: sp.csr_matrix | None,
         *,
         on_epoch_end: Callable[[TrainingResult], None] | None = None,
         state: TrainingResult | None = None,
+        finish: Callable[[Snapshot], None] | None = None,
     ) -> TrainingResult:
         """Train (continuing ``state`` if given), keep the best epoch and set the fitted state.
 
-        Sets ``history_``, ``stopped_early_``, ``interrupted_`` and, through :meth:`_finish`,
-        the factors; warns after Ctrl-C and re-raises :class:`NonFiniteLossError` after keeping
-        the best weights so far.
+        Sets ``history_``, ``stopped_early_``, ``interrupted_`` and, through ``finish(best)``
+        (by default :meth:`_finish`), the factors; warns after Ctrl-C and re-raises
+        :class:`NonFiniteLossError` after keeping the best weights so far.
         """
-        evaluate = self._validation_scorer(held_out)
+        if finish is None:
+            finish = partial(self._finish, trainer)
         with _Progress(self.epochs, enabled=bool(self.verbose), desc=self._progress_name) as bar:
             if state is not None:
                 bar.skip(state.epoch)
             try:
-                result = trainer.run(
-                    evaluate, progress=bar.update, on_epoch_end=on_epoch_end, state=state
-                )
+                result = trainer.run(progress=bar.update, on_epoch_end=on_epoch_end, state=state)
             except NonFiniteLossError as exc:
                 self.history_ = exc.history
                 if exc.snapshot is not None:
-                    self._finish(trainer, exc.snapshot)
+                    finish(exc.snapshot)
                 raise
         self.history_ = result.history
         self.stopped_early_ = result.stopped_early
         self.interrupted_ = result.interrupted
-        self._finish(trainer, result.best)
+        finish(result.best)
         if result.interrupted:
             warnings.warn(
                 f"Training was interrupted after epoch {result.epoch}; the model keeps the "
@@ -148,8 +176,11 @@ class FactorRecommender(BaseRecommender):
         return result
 
     def _finish(self, trainer: Trainer, best: Snapshot) -> None:
-        """Keep the chosen epoch's output embeddings and network (on the CPU)."""
-        self.user_factors_, self.item_factors_ = trainer.embeddings(best.graphs)
+        """Keep the chosen epoch's output embeddings and network (on the CPU).
+
+        ``trainer`` holds ``best``'s weights (the loop restores them).
+        """
+        self.user_factors_, self.item_factors_ = trainer.embeddings()
         self.best_epoch_ = best.epoch
         self.network_ = trainer.network.cpu()
 
@@ -181,17 +212,7 @@ class FactorRecommender(BaseRecommender):
 
     def _score_block(self, user_indices: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         check_is_fitted(self, "user_factors_")
-        users, items = self.user_factors_[user_indices], self.item_factors_
-        shape, dtype = (len(users), len(items)), np.result_type(users, items)
-        if out is None or out.shape != shape or out.dtype != dtype:
-            out = np.empty(shape, dtype=dtype)
-        # torch's matmul, not NumPy's: NumPy's BLAS threads keep spinning after the product and
-        # take the cores from the top-k selection that follows (torch's threads), doubling it.
-        if users.dtype == items.dtype == dtype and dtype in (np.float32, np.float64):
-            torch.mm(torch.from_numpy(users), torch.from_numpy(items).T, out=torch.from_numpy(out))
-        else:
-            np.matmul(users, items.T, out=out)
-        return out
+        return factor_scores(self.user_factors_, self.item_factors_, user_indices, out)
 
     def _score_pairs(self, user_indices: np.ndarray, item_indices: np.ndarray) -> np.ndarray:
         check_is_fitted(self, "user_factors_")

@@ -6,44 +6,18 @@ whatever device its inputs live on and never builds a dense users × items array
 
 from __future__ import annotations
 
-import warnings
-
-import numpy as np
 import scipy.sparse as sp
 import torch
+
+from ._sparse import sparse_csr
+from ._validation import binarize
 
 __all__ = [
     "adjacency_from_matrix",
     "bipartite_adjacency",
     "drop_edges",
-    "sparse_csr",
     "top_k_graph",
 ]
-
-
-def sparse_csr(
-    crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, size: int | tuple[int, int]
-) -> torch.Tensor:
-    """A CSR tensor from its parts (square when ``size`` is an int), without torch's warnings.
-
-    The parts come from our own construction, so torch's invariant checks are skipped.
-    """
-    shape = (size, size) if isinstance(size, int) else tuple(size)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly")
-        return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
-
-
-def csr_rows(matrix: sp.csr_matrix, device: torch.device | str = "cpu") -> torch.Tensor:
-    """A SciPy CSR matrix (e.g. a slice of interaction rows) as a float32 torch CSR tensor.
-
-    On the CPU the values may share memory with ``matrix.data`` (when it is float32 already):
-    pass a slice, which SciPy copies, or a matrix that is not modified afterwards.
-    """
-    parts = (matrix.indptr, matrix.indices, matrix.data.astype(np.float32, copy=False))
-    crow, col, values = (torch.from_numpy(np.asarray(a)).to(device) for a in parts)
-    return sparse_csr(crow.long(), col.long(), values, matrix.shape)
 
 
 def bipartite_adjacency(
@@ -106,11 +80,9 @@ def adjacency_from_matrix(
 
     ``self_loops`` as in :func:`bipartite_adjacency` (``False`` for LightGCN).
     """
-    coo = sp.coo_matrix(matrix, copy=True)
-    coo.sum_duplicates()  # R as a matrix: duplicates summing to zero are no edge
-    nz = coo.data != 0
-    users = torch.as_tensor(coo.row[nz].astype(np.int64), device=device)
-    items = torch.as_tensor(coo.col[nz].astype(np.int64), device=device)
+    coo = binarize(matrix).tocoo()  # R as a matrix: duplicates summing to zero are no edge
+    users = torch.as_tensor(coo.row, dtype=torch.int64, device=device)
+    items = torch.as_tensor(coo.col, dtype=torch.int64, device=device)
     return bipartite_adjacency(
         users, items, matrix.shape[0], matrix.shape[1], self_loops=self_loops
     )

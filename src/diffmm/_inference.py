@@ -1,6 +1,7 @@
-"""Inference without training: denoising interaction rows, folding in new users, cold items.
+"""Inference without training: denoising interaction rows and folding in new users.
 
-Pure torch functions over fitted modules; nothing here changes a module's weights.
+Pure functions over fitted modules and factors; nothing here changes a module's weights.
+(Items added after training are encoded by ``DiffMMNetwork.encode_new_items``.)
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from collections.abc import Callable
 import numpy as np
 import scipy.sparse as sp
 import torch
-import torch.nn.functional as F
 
-from ._model import Denoiser, DiffMMNetwork
+from ._model import Denoiser
+from ._sparse import csr_rows
 from .diffusion import DiffusionSchedule, q_sample, reverse_step
 
-__all__ = ["denoise_rows", "isolated_item_factors", "propagation_user_factors"]
+__all__ = ["denoise_rows", "denoiser_user_scores", "propagation_user_factors"]
 
 
 @torch.no_grad()
@@ -27,8 +28,9 @@ def denoise_rows(
     sampling_steps: int = 0,
     sampling_noise: bool = False,
     randn: Callable[[tuple[int, ...]], torch.Tensor] | None = None,
+    matmul_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """Run the reverse process from interaction rows ``x0`` (SPEC §4), without input dropout.
+    """Run the reverse process from interaction rows ``x0`` (model page), without input dropout.
 
     Starts from ``x0`` itself, or from ``q_sample(x0, sampling_steps − 1)`` when
     ``sampling_steps > 0``; with ``sampling_noise`` the reverse steps add posterior noise for
@@ -44,6 +46,9 @@ def denoise_rows(
     randn : callable, optional
         ``randn(shape)`` returns standard normal noise; required when ``sampling_steps > 0`` or
         ``sampling_noise``.
+    matmul_dtype : torch.dtype, optional
+        The dtype of the denoiser's dense products (see :class:`Denoiser`); the chain itself
+        stays in ``x0``'s dtype.
 
     Returns
     -------
@@ -64,7 +69,8 @@ def denoise_rows(
         for step in reversed(range(schedule.steps)):
             t = torch.full((batch,), step, dtype=torch.int64, device=x0.device)
             noise = randn(tuple(x.shape)) if sampling_noise else None
-            x = reverse_step(schedule, denoiser(x, t), x, t, noise, out=chain)
+            x0_pred = denoiser(x, t, matmul_dtype=matmul_dtype)
+            x = reverse_step(schedule, x0_pred, x, t, noise, out=chain)
         return x
     finally:
         denoiser.train(was_training)
@@ -96,24 +102,45 @@ def propagation_user_factors(
     return np.asarray(histories @ weighted) / np.sqrt(user_degree + 1.0)
 
 
-@torch.no_grad()
-def isolated_item_factors(network: DiffMMNetwork, features: list[torch.Tensor]) -> torch.Tensor:
-    """The encoder's output for items with features and no edge (SPEC §5).
+def denoiser_user_scores(
+    denoisers: list[Denoiser],
+    fusion_weights: torch.Tensor,
+    schedule: DiffusionSchedule,
+    histories: sp.csr_matrix,
+    *,
+    sampling_steps: int = 0,
+    sampling_noise: bool = False,
+    randn: Callable[[tuple[int, ...]], torch.Tensor] | None = None,
+) -> np.ndarray:
+    """Scores of every item for new users: each modality's denoised row, fused.
 
-    An item with no interaction and no generated edge has only its self-loop in ``A`` and no
-    row in the generated graphs, and a new item has no ID embedding (taken as zero), so per
-    modality ``h_m = normalize(φ_m(F_m))``, ``H = (L+1)·H_0`` and the output is
-    ``(L+1)·H_0 + λ_ris·normalize(H_0)``.
+    ``Σ_m w_m·x̂_m`` with ``x̂_m`` the reverse process of modality ``m``'s denoiser run from the
+    user's interaction row (as in graph generation) and ``w`` the softmaxed fusion weights.
 
     Parameters
     ----------
-    features : list of Tensor of shape (n_new_items, d_m)
-        One per modality, in the network's order.
+    denoisers : list of Denoiser
+        One per modality, in the order of ``fusion_weights``.
+    fusion_weights : Tensor of shape (n_modalities,)
+        Softmaxed.
+    histories : csr_matrix of shape (n_users, n_items)
+        Binary interaction rows over the items the denoisers were trained on; read sparse.
+
+    Returns
+    -------
+    ndarray of shape (n_users, n_items), float32
     """
-    cfg = network.config
-    weights = torch.softmax(network.fusion_weights, dim=0)
-    fused = sum(
-        weights[m] * F.normalize(projection(f.to(torch.float32)), dim=-1)
-        for m, (projection, f) in enumerate(zip(network.projections, features, strict=True))
+    x0 = csr_rows(histories)
+    total = sum(
+        fusion_weights[m]
+        * denoise_rows(
+            denoiser,
+            schedule,
+            x0,
+            sampling_steps=sampling_steps,
+            sampling_noise=sampling_noise,
+            randn=randn,
+        )
+        for m, denoiser in enumerate(denoisers)
     )
-    return (cfg.n_layers + 1) * fused + cfg.residual_weight * F.normalize(fused, dim=-1)
+    return total.numpy()

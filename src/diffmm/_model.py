@@ -19,7 +19,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from ._normalize import normalize_rows
-from ._sparse import spmm
+from ._sparse import sparse_csr, spmm
 
 __all__ = [
     "Denoiser",
@@ -75,12 +75,13 @@ class TimeEmbedding(nn.Module):
         self.linear = nn.Linear(dim, dim)
         _denoiser_init_(self.linear, generator)
 
-    def forward(self, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, t: torch.Tensor, matmul_dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The embedding of steps ``t``; the linear layer's product in ``matmul_dtype``."""
         angles = t.to(self.freqs.dtype)[:, None] * self.freqs[None]
         emb = torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
         if self.dim % 2:
             emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)
-        return self.linear(emb)
+        return _linear(self.linear, emb, matmul_dtype)
 
 
 class Denoiser(nn.Module):
@@ -126,6 +127,7 @@ class Denoiser(nn.Module):
         *,
         generator: torch.Generator | None = None,
         dropout_draw: torch.Tensor | None = None,
+        matmul_dtype: torch.dtype | None = None,
     ) -> torch.Tensor:
         """``x̂_0`` for rows ``x_t`` at steps ``t``.
 
@@ -133,7 +135,10 @@ class Denoiser(nn.Module):
         the first layer then multiplies only its stored entries. In training, the input
         dropout keeps the entries whose uniform draw is below ``1 - dropout``; the draws come
         from ``generator`` unless given as ``dropout_draw`` (of ``x_t``'s shape, drawn the same
-        way ahead of time; its memory is reused for the mask).
+        way ahead of time; its memory is reused for the mask). ``matmul_dtype`` (e.g.
+        ``torch.bfloat16``) is the dtype of the dense layers' products, whose inputs and
+        weights are cast to it; ``None`` keeps the weights' dtype. The output then has that
+        dtype.
         """
         if x_t.layout == torch.sparse_csr and (self.normalize_input or self.training):
             x_t = x_t.to_dense()
@@ -156,45 +161,41 @@ class Denoiser(nn.Module):
         # own inputs, so that no (batch, n_items + τ) concatenation is built and no gradient
         # is computed for the data block's input (it needs none).
         first = self.layers[0]
-        emb = self.time_embedding(t)
+        dtype = matmul_dtype or first.weight.dtype
+        emb = self.time_embedding(t, dtype)
         if x_t.layout == torch.sparse_csr:
             n_items = first.in_features - self.time_embedding.dim
-            time_part = F.linear(emb, first.weight[:, n_items:], first.bias)
-            # Few stored entries: exact float32, outside any autocast (no bf16 sparse kernel).
-            with torch.autocast(x_t.device.type, enabled=False):
-                data_part = x_t @ first.weight[:, :n_items].t().to(x_t.dtype)
+            weight, bias = first.weight[:, n_items:].to(dtype), first.bias.to(dtype)
+            time_part = F.linear(emb.to(dtype), weight, bias)
+            # Few stored entries: exact float32 (there is no bf16 sparse kernel).
+            data_part = x_t @ first.weight[:, :n_items].t().to(x_t.dtype)
             h = data_part + time_part.to(data_part.dtype)  # sparse only in eval: no dropout
         else:
-            h = _SplitLinear.apply(x_t, emb, first.weight, first.bias, scale)
+            h = _SplitLinear.apply(x_t, emb, first.weight, first.bias, scale, dtype)
         for layer in self.layers[1:]:
-            h = layer(torch.tanh(h))
+            h = _linear(layer, torch.tanh(h), matmul_dtype)
         return h
 
 
-def _autocast_dtype(device_type: str) -> torch.dtype | None:
-    """The dtype autocast runs matrix products in on this device type, or None when it is off."""
-    try:
-        enabled = torch.is_autocast_enabled(device_type)
-    except TypeError:  # torch < 2.4: one function per device type
-        if device_type == "cpu":
-            return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
-        return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
-    return torch.get_autocast_dtype(device_type) if enabled else None
+def _linear(layer: nn.Linear, x: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """``layer(x)`` with input and weights cast to ``dtype`` (None: no cast)."""
+    if dtype is None:
+        return layer(x)
+    return F.linear(x.to(dtype), layer.weight.to(dtype), layer.bias.to(dtype))
 
 
 class _SplitLinear(torch.autograd.Function):
     """``scale·(x @ W[:, :n]ᵀ) + e @ W[:, n:]ᵀ + b`` for dense ``x`` of width ``n``.
 
-    What ``F.linear`` does on ``[scale·x, e]`` (autocast included: the products run in its
-    dtype), with the weight's gradient written straight into its two column blocks: through
-    two slices of the weight, autograd would zero-fill a full-size gradient per slice, copy
-    each block's gradient into it and add the two, and under autocast cast each slice apart.
+    What ``F.linear`` does on ``[scale·x, e]`` with its products in ``dtype``, with the
+    weight's gradient written straight into its two column blocks: through two slices of the
+    weight, autograd would zero-fill a full-size gradient per slice, copy each block's
+    gradient into it and add the two, and in a lower precision cast each slice apart.
     """
 
     @staticmethod
-    def forward(ctx, x, emb, weight, bias, scale):
+    def forward(ctx, x, emb, weight, bias, scale, dtype):
         ctx.dtypes = [t.dtype for t in (x, emb, weight, bias)]
-        dtype = _autocast_dtype(x.device.type) or weight.dtype
         n = x.shape[-1]
         w, x, emb = weight.to(dtype), x.to(dtype), emb.to(dtype)
         out = torch.addmm(bias.to(dtype), emb, w[:, n:].T)
@@ -211,25 +212,24 @@ class _SplitLinear(torch.autograd.Function):
         x_dtype, emb_dtype, weight_dtype, bias_dtype = ctx.dtypes
         needs = ctx.needs_input_grad
         grad_x = grad_emb = grad_weight = grad_bias = None
-        with torch.autocast(grad.device.type, enabled=False):
-            grad = grad.to(w.dtype)
-            if needs[0]:
-                grad_x = torch.mm(grad, w[:, :n]).mul_(scale).to(x_dtype)
-            if needs[1]:
-                grad_emb = (grad @ w[:, n:]).to(emb_dtype)
-            if needs[2]:
-                grad_weight = torch.empty(w.shape, dtype=weight_dtype, device=w.device)
-                for block, inputs, alpha in (
-                    (grad_weight[:, :n], x, scale),
-                    (grad_weight[:, n:], emb, 1.0),
-                ):
-                    if w.dtype == weight_dtype:  # straight into the block (beta=0: not read)
-                        torch.addmm(block, grad.T, inputs, beta=0, alpha=alpha, out=block)
-                    else:  # the product in the autocast dtype, as F.linear's backward
-                        block.copy_(torch.mm(grad.T, inputs).mul_(alpha))
-            if needs[3]:
-                grad_bias = grad.sum(0).to(bias_dtype)
-        return grad_x, grad_emb, grad_weight, grad_bias, None
+        grad = grad.to(w.dtype)
+        if needs[0]:
+            grad_x = torch.mm(grad, w[:, :n]).mul_(scale).to(x_dtype)
+        if needs[1]:
+            grad_emb = (grad @ w[:, n:]).to(emb_dtype)
+        if needs[2]:
+            grad_weight = torch.empty(w.shape, dtype=weight_dtype, device=w.device)
+            for block, inputs, alpha in (
+                (grad_weight[:, :n], x, scale),
+                (grad_weight[:, n:], emb, 1.0),
+            ):
+                if w.dtype == weight_dtype:  # straight into the block (beta=0: not read)
+                    torch.addmm(block, grad.T, inputs, beta=0, alpha=alpha, out=block)
+                else:  # the product in the lower precision, as F.linear's backward
+                    block.copy_(torch.mm(grad.T, inputs).mul_(alpha))
+        if needs[3]:
+            grad_bias = grad.sum(0).to(bias_dtype)
+        return grad_x, grad_emb, grad_weight, grad_bias, None, None
 
 
 class ModalityProjection(nn.Module):
@@ -373,16 +373,63 @@ class DiffMMNetwork(nn.Module):
         views : list of Tensor of shape (U+I, D)
             Empty unless ``with_views``.
         """
+        return self._encode(
+            self.user_embedding,
+            self.item_embedding,
+            self.modality_item_embeddings(),
+            adjacency,
+            graphs,
+            with_views=with_views,
+            graphs_t=graphs_t,
+        )
+
+    @torch.no_grad()
+    def encode_new_items(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """The encoder's output for items with features and no edge, e.g. items added later.
+
+        Such an item has only its self-loop in ``A``, no row in the generated graphs and no ID
+        embedding (taken as zero), so it is encoded alone, over the identity graph.
+
+        Parameters
+        ----------
+        features : list of Tensor of shape (n_new_items, d_m)
+            One per modality, in the network's order.
+
+        Returns
+        -------
+        Tensor of shape (n_new_items, D)
+        """
+        n, dim = int(features[0].shape[0]), self.config.embedding_dim
+        nodes = torch.arange(n + 1)
+        identity = sparse_csr(nodes, nodes[:n], torch.ones(n), n)
+        item_embs = [
+            proj(f.to(torch.float32)) for proj, f in zip(self.projections, features, strict=True)
+        ]
+        output, _ = self._encode(torch.zeros(0, dim), torch.zeros(n, dim), item_embs, identity)
+        return output
+
+    def _encode(
+        self,
+        users: torch.Tensor,
+        items: torch.Tensor,
+        modality_item_embeddings: list[torch.Tensor],
+        adjacency: torch.Tensor,
+        graphs: list[torch.Tensor] | None = None,
+        *,
+        with_views: bool = False,
+        graphs_t: list[torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """:meth:`forward` for given ID tables and projected modality features."""
         cfg = self.config
-        users, items = self.user_embedding, self.item_embedding
+        n_users = users.shape[0]
         all_nodes = torch.cat([users, items])
         weights = torch.softmax(self.fusion_weights, dim=0)
         fused = None
         views = []
-        for m, item_emb in enumerate(self.modality_item_embeddings()):
+        for m, item_emb in enumerate(modality_item_embeddings):
             inputs = torch.cat([users, normalize_rows(item_emb)])  # P_m
             h = spmm(adjacency, inputs, symmetric=True)
-            h = h + spmm(adjacency, torch.cat([h[: cfg.n_users], items]), symmetric=True)
+            h = h + spmm(adjacency, torch.cat([h[:n_users], items]), symmetric=True)
             if graphs is None:  # no generated graphs: the views use A
                 graph_mm = partial(spmm, adjacency, symmetric=True)
             else:
@@ -401,7 +448,6 @@ class LightGCNNetwork(nn.Module):
 
     No feature transformation and no non-linearity: the output is the mean of the layer
     embeddings, ``(1/(L+1)) Σ_{l=0..L} A^l·E`` with ``E`` the user and item tables stacked.
-    ``forward`` has :class:`DiffMMNetwork`'s signature so that the same ``Trainer`` trains it.
 
     Parameters
     ----------
@@ -433,27 +479,17 @@ class LightGCNNetwork(nn.Module):
         _xavier_uniform_(self.user_embedding, generator)
         _xavier_uniform_(self.item_embedding, generator)
 
-    def forward(
-        self,
-        adjacency: torch.Tensor,
-        graphs: list[torch.Tensor] | None = None,
-        *,
-        with_views: bool = False,
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(self, adjacency: torch.Tensor) -> torch.Tensor:
         """Encode all nodes, users first.
 
         Parameters
         ----------
         adjacency : sparse Tensor of shape (U+I, U+I)
             LightGCN's ``D^-1/2 B D^-1/2`` (no self-loops).
-        graphs, with_views
-            Ignored (LightGCN has no generated graphs and no contrastive views).
 
         Returns
         -------
-        output : Tensor of shape (U+I, D)
-        views : list
-            Always empty.
+        Tensor of shape (U+I, D)
         """
         nodes = torch.cat([self.user_embedding, self.item_embedding])
-        return propagate(adjacency, nodes, self.n_layers) / (self.n_layers + 1), []
+        return propagate(adjacency, nodes, self.n_layers) / (self.n_layers + 1)

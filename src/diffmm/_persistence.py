@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
+from ._errors import ModelFileError
 from ._version import __version__
 
 __all__ = ["FORMAT_VERSION", "ModelFileError", "pack", "read_archive", "unpack", "write_archive"]
@@ -31,10 +32,6 @@ __all__ = ["FORMAT_VERSION", "ModelFileError", "pack", "read_archive", "unpack",
 FORMAT_VERSION = 2
 _JSON_NAME = "diffmm.json"
 _TENSOR_NAME = "tensors.safetensors"
-
-
-class ModelFileError(ValueError):
-    """A file is not a readable diffmm model or checkpoint (corrupted, wrong kind, too new)."""
 
 
 # -- a JSON tree with arrays held aside ---------------------------------------------------------

@@ -1,11 +1,11 @@
 """Run an iterator one item ahead in a worker thread.
 
-The denoiser phase draws its random numbers (the diffusion noise and the input-dropout mask,
-about 50 ms per batch and modality at TikTok's size) from torch's CPU generator, which is one
-serial stream: drawn in line, one core waits while the other draws. Drawing the next batch's
-numbers in a worker thread, in the same order from the same generator, overlaps them with the
-current batch's matrix products and leaves every draw, and so every result, unchanged. torch's
-operations release the GIL, so the thread runs in parallel with the main one.
+The denoiser phase draws its random numbers (the diffusion noise and the input-dropout mask)
+from torch's CPU generator, which is one serial stream: drawn in line, one core waits while
+the other draws. Drawing the next batch's numbers in a worker thread, in the same order from
+the same generator, overlaps them with the current batch's matrix products and leaves every
+draw, and so every result, unchanged. torch's operations release the GIL, so the thread runs
+in parallel with the main one.
 """
 
 from __future__ import annotations

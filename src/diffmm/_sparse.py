@@ -10,9 +10,37 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
+import scipy.sparse as sp
 import torch
 
-__all__ = ["add_csr_", "spmm", "transpose_csr"]
+__all__ = ["add_csr_", "csr_rows", "sparse_csr", "spmm", "transpose_csr"]
+
+
+def sparse_csr(
+    crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, size: int | tuple[int, int]
+) -> torch.Tensor:
+    """A CSR tensor from its parts (square when ``size`` is an int), without torch's warnings.
+
+    The parts come from the package's own construction, so torch's invariant checks are
+    skipped.
+    """
+    shape = (size, size) if isinstance(size, int) else tuple(size)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly")
+        return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
+
+
+def csr_rows(matrix: sp.csr_matrix, device: torch.device | str = "cpu") -> torch.Tensor:
+    """A SciPy CSR matrix (e.g. a slice of interaction rows) as a float32 torch CSR tensor.
+
+    On the CPU the values may share memory with ``matrix.data`` (when it is float32 already):
+    pass a slice, which SciPy copies, or a matrix that is not modified afterwards.
+    """
+    parts = (matrix.indptr, matrix.indices, matrix.data.astype(np.float32, copy=False))
+    crow, col, values = (torch.from_numpy(np.asarray(a)).to(device) for a in parts)
+    return sparse_csr(crow.long(), col.long(), values, matrix.shape)
 
 
 def transpose_csr(matrix: torch.Tensor) -> torch.Tensor:
@@ -54,7 +82,7 @@ def transpose_csr(matrix: torch.Tensor) -> torch.Tensor:
     sorted_col, order = torch.sort(col.to(torch.int64), stable=True)
     bounds = torch.arange(n_cols + 1, device=device)
     crow_t = torch.searchsorted(sorted_col, bounds)
-    return _csr(
+    return sparse_csr(
         crow_t.to(index_dtype), rows[order].to(index_dtype), values[order], (n_cols, n_rows)
     )
 
@@ -177,8 +205,8 @@ def _product(matrix: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
     """``matrix @ dense``; on the CPU for a CSR matrix, into a fresh output without its zeroing.
 
     On the CPU, torch's ``csr @ dense`` zero-fills an output, has MKL write into a second
-    buffer and copies it back: at TikTok's size 1.4x to 6x the product's own time (the more,
-    the fresher the buffers' memory pages).
+    buffer and copies it back, which costs more than the product itself (see the performance
+    page).
     ``addmm(out, matrix, dense, beta=0, out=out)`` calls the same MKL routine on ``out``
     directly (``beta=0`` ignores its contents), with bit-identical results.
     """
@@ -217,11 +245,3 @@ def _row_indices(matrix: torch.Tensor) -> torch.Tensor:
         torch.diff(crow).to(torch.int64),
         output_size=matrix.col_indices().numel(),
     )
-
-
-def _csr(
-    crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]
-) -> torch.Tensor:
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)

@@ -16,22 +16,25 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from ._errors import InvalidInputError
+from ._ids import IdMap
+
 __all__ = [
-    "IdMap",
     "InteractionRows",
     "Interval",
     "Options",
-    "UnknownIdError",
+    "binarize",
+    "check_histories",
     "check_interactions",
     "check_k",
     "check_modality_features",
+    "check_new_items",
+    "check_scalar",
+    "check_sparse",
     "interaction_matrix",
+    "is_int",
     "validate_params",
 ]
-
-
-class UnknownIdError(ValueError):
-    """A user or item id that the fitted model does not know."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -65,19 +68,19 @@ def _is_dataframe(obj: Any) -> bool:
 def _check_finite(values: np.ndarray, what: str) -> None:
     if values.dtype.kind in "fc" and not np.all(np.isfinite(values)):
         n_bad = int(np.count_nonzero(~np.isfinite(values)))
-        raise ValueError(
+        raise InvalidInputError(
             f"{what} contains {n_bad} NaN or infinite value(s); remove or impute them first."
         )
 
 
 def _check_id_range(low: int, high: int, what: str) -> None:
     if low < 0:
-        raise ValueError(
+        raise InvalidInputError(
             f"{what} contain negative values (e.g. {low}); integer ids must be >= 0. Map them "
             "to non-negative integers or use strings."
         )
     if high >= 2**63:
-        raise ValueError(
+        raise InvalidInputError(
             f"{what} contain numbers too large for 64-bit integer ids (e.g. {high}); map them "
             "to smaller integers or use strings."
         )
@@ -87,15 +90,17 @@ def _as_id_array(values: Any, what: str) -> np.ndarray:
     """Coerce a column of raw ids into a 1-D array whose values are hashable ids."""
     arr = np.asarray(values)
     if arr.ndim != 1:
-        raise ValueError(f"{what} must be one-dimensional, got shape {arr.shape}.")
+        raise InvalidInputError(f"{what} must be one-dimensional, got shape {arr.shape}.")
     kind = arr.dtype.kind
     if kind == "b":
-        raise TypeError(f"{what} are booleans; ids must be integers or strings.")
+        raise InvalidInputError(f"{what} are booleans; ids must be integers or strings.")
     if kind == "f":
         if not np.all(np.isfinite(arr)):
-            raise ValueError(f"{what} contain NaN or infinite values; drop those rows first.")
+            raise InvalidInputError(
+                f"{what} contain NaN or infinite values; drop those rows first."
+            )
         if not np.all(arr == np.round(arr)):
-            raise ValueError(
+            raise InvalidInputError(
                 f"{what} contain non-integer numbers (e.g. {arr[arr != np.round(arr)][0]!r}); "
                 "ids must be integers or strings."
             )
@@ -108,21 +113,29 @@ def _as_id_array(values: Any, what: str) -> np.ndarray:
     if kind == "O":
         for value in arr:
             if value is None or (isinstance(value, float) and np.isnan(value)):
-                raise ValueError(f"{what} contain missing values (None/NaN); drop those rows.")
+                raise InvalidInputError(
+                    f"{what} contain missing values (None/NaN); drop those rows."
+                )
             if isinstance(value, (bool, np.bool_)):
-                raise TypeError(f"{what} contain booleans; ids must be integers or strings.")
+                raise InvalidInputError(
+                    f"{what} contain booleans; ids must be integers or strings."
+                )
             if isinstance(value, (float, np.floating)):
                 if not np.isfinite(value):
-                    raise ValueError(f"{what} contain NaN or infinite values; drop those rows.")
+                    raise InvalidInputError(
+                        f"{what} contain NaN or infinite values; drop those rows."
+                    )
                 if value != round(value):
-                    raise ValueError(
+                    raise InvalidInputError(
                         f"{what} contain non-integer numbers (e.g. {value!r}); ids must be "
                         "integers or strings."
                     )
             if isinstance(value, (complex, np.complexfloating)):
-                raise TypeError(f"{what} contain complex numbers; ids must be integers or strings.")
+                raise InvalidInputError(
+                    f"{what} contain complex numbers; ids must be integers or strings."
+                )
             if not isinstance(value, Hashable) or isinstance(value, (tuple, frozenset)):
-                raise TypeError(
+                raise InvalidInputError(
                     f"{what} contain a value of type {type(value).__name__} that cannot be an id; "
                     "ids must be integers or strings."
                 )
@@ -136,19 +149,19 @@ def _as_id_array(values: Any, what: str) -> np.ndarray:
         if all(isinstance(v, str) for v in arr):
             return arr.astype(str)
         return arr
-    raise TypeError(f"{what} have dtype {arr.dtype}, which cannot hold ids.")
+    raise InvalidInputError(f"{what} have dtype {arr.dtype}, which cannot hold ids.")
 
 
 def _check_weights(values: Any, what: str) -> np.ndarray:
     if np.asarray(values).dtype.kind == "c":
-        raise TypeError(f"{what} are complex numbers; weights must be real.")
+        raise InvalidInputError(f"{what} are complex numbers; weights must be real.")
     try:
         weights = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"{what} must be numeric: {exc}") from None
+        raise InvalidInputError(f"{what} must be numeric: {exc}") from None
     _check_finite(weights, what)
     if weights.size and weights.min() < 0:
-        raise ValueError(
+        raise InvalidInputError(
             f"{what} contain negative values; weights must be >= 0 (rows with weight 0 are "
             "dropped as non-interactions)."
         )
@@ -190,11 +203,13 @@ def check_interactions(
     (array([0, 0, 1]), array([1, 2, 2]))
     """
     if X is None:
-        raise TypeError(f"{name} is None; pass a DataFrame, an (n, 2) array or a sparse matrix.")
+        raise InvalidInputError(
+            f"{name} is None; pass a DataFrame, an (n, 2) array or a sparse matrix."
+        )
     if sp.issparse(X):
         coo = sp.coo_matrix(X, copy=True)
         if coo.ndim != 2:
-            raise ValueError(f"{name} must be a 2-D users x items matrix.")
+            raise InvalidInputError(f"{name} must be a 2-D users x items matrix.")
         weights = _check_weights(coo.data, f"{name} values")
         keep = weights > 0
         rows = InteractionRows(
@@ -206,7 +221,7 @@ def check_interactions(
     elif _is_dataframe(X):
         missing = [c for c in (user_col, item_col) if c not in X.columns]
         if missing:
-            raise ValueError(
+            raise InvalidInputError(
                 f"{name} has no column(s) {missing}; its columns are {list(X.columns)}. Rename "
                 "them or pass user_col= / item_col= to say which columns hold the ids."
             )
@@ -217,7 +232,7 @@ def check_interactions(
         if timestamp_col is not None and timestamp_col in X.columns:
             timestamps = np.asarray(X[timestamp_col].to_numpy())
             if timestamps.dtype.kind not in "iufM":
-                raise TypeError(
+                raise InvalidInputError(
                     f"{name}[{timestamp_col!r}] must be numeric or datetime64, "
                     f"got dtype {timestamps.dtype}."
                 )
@@ -229,14 +244,14 @@ def check_interactions(
         )
     else:
         if isinstance(X, Mapping) or isinstance(X, (str, bytes)):
-            raise TypeError(
+            raise InvalidInputError(
                 f"{name} must be a DataFrame, an (n, 2) / (n, 3) array of ids or a sparse "
                 f"matrix, got {type(X).__name__}."
             )
         try:
             arr = np.asarray(X)
         except ValueError as exc:  # ragged nested sequences
-            raise ValueError(
+            raise InvalidInputError(
                 f"{name} is ragged ({exc}); every row must be (user, item) or (user, item, weight)."
             ) from None
         if arr.dtype.kind in "US" and not isinstance(X, np.ndarray):
@@ -256,13 +271,13 @@ def check_interactions(
             and isinstance(arr[0], Iterable)
             and not isinstance(arr[0], (str, bytes))
         ):
-            raise ValueError(
+            raise InvalidInputError(
                 f"{name} is ragged; every row must be (user, item) or (user, item, weight)."
             )
         if arr.ndim >= 1 and arr.shape[0] == 0:
-            raise ValueError(f"{name} is empty; at least one interaction is needed.")
+            raise InvalidInputError(f"{name} is empty; at least one interaction is needed.")
         if arr.ndim != 2 or arr.shape[1] not in (2, 3):
-            raise ValueError(
+            raise InvalidInputError(
                 f"{name} must have shape (n_interactions, 2) or (n_interactions, 3) "
                 f"(user, item[, weight]), got shape {arr.shape}."
             )
@@ -275,123 +290,10 @@ def check_interactions(
             weights=weights,
         )
     if len(rows) == 0:
-        raise ValueError(f"{name} is empty; at least one interaction is needed.")
+        raise InvalidInputError(f"{name} is empty; at least one interaction is needed.")
     if rows.weights is not None and not np.any(rows.weights > 0):
-        raise ValueError(f"{name} has no interaction with a positive weight.")
+        raise InvalidInputError(f"{name} has no interaction with a positive weight.")
     return rows
-
-
-# ---------------------------------------------------------------------------------------------
-# Id mapping
-# ---------------------------------------------------------------------------------------------
-
-
-class IdMap:
-    """A bijection between raw ids and contiguous indices ``0..n-1``.
-
-    Ids are kept sorted when they are mutually comparable (so integer ids ``0..n-1`` map to
-    themselves), in order of first appearance otherwise.
-
-    Examples
-    --------
-    >>> m = IdMap.from_values(["b", "a", "b"])
-    >>> m.ids, m.index(["a", "b"])
-    (array(['a', 'b'], dtype='<U1'), array([0, 1]))
-    """
-
-    def __init__(self, ids: np.ndarray, *, what: str = "id") -> None:
-        self.ids = np.asarray(ids)
-        self.what = what
-        # Sorted ids are looked up by binary search; any other order (e.g. after new ids were
-        # appended) through a dict.
-        self._sorted = self.ids.dtype.kind in "iuUS" and bool(
-            len(self.ids) < 2 or np.all(self.ids[1:] > self.ids[:-1])
-        )
-        self._lookup: dict[Any, int] | None = None
-        if not self._sorted:
-            self._lookup = {v: i for i, v in enumerate(self.ids.tolist())}
-            if len(self._lookup) != len(self.ids):
-                raise ValueError(f"{what} ids must be unique.")
-
-    @classmethod
-    def from_values(cls, values: np.ndarray | Iterable, *, what: str = "id") -> IdMap:
-        values = np.asarray(values)
-        if values.dtype.kind in "iuUS":
-            return cls(np.unique(values), what=what)
-        try:
-            ids = np.unique(values)
-        except TypeError:  # mixed, incomparable types
-            ids = np.array(list(dict.fromkeys(values.tolist())), dtype=object)
-            return cls(ids, what=what)
-        return cls(np.asarray(ids, dtype=object), what=what)
-
-    @classmethod
-    def range(cls, n: int, *, what: str = "id") -> IdMap:
-        return cls(np.arange(n, dtype=np.int64), what=what)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, IdMap) and np.array_equal(self.ids, other.ids)
-
-    def __hash__(self) -> int:  # pragma: no cover - IdMap is not meant as a dict key
-        return id(self)
-
-    def contains(self, values: Any) -> np.ndarray:
-        """Boolean mask: which of ``values`` are known ids."""
-        return self._positions(np.asarray(values))[1]
-
-    def _positions(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        values = np.atleast_1d(values)
-        if self._lookup is not None:
-            pos = np.array([self._lookup.get(v, -1) for v in values.tolist()], dtype=np.int64)
-            return pos, pos >= 0
-        if len(self.ids) == 0:
-            return np.full(len(values), -1, dtype=np.int64), np.zeros(len(values), dtype=bool)
-        try:
-            pos = np.searchsorted(self.ids, values)
-        except TypeError:  # values of another kind (e.g. strings against integer ids)
-            return np.full(len(values), -1, dtype=np.int64), np.zeros(len(values), dtype=bool)
-        pos = np.minimum(pos, len(self.ids) - 1)
-        found = self.ids[pos] == values
-        found = np.asarray(found, dtype=bool).reshape(len(values))
-        return np.where(found, pos, -1).astype(np.int64), found
-
-    def index(self, values: Any, *, name: str | None = None) -> np.ndarray:
-        """Map raw ids to indices, raising :class:`UnknownIdError` for unknown ones."""
-        label = name or f"{self.what} ids"
-        try:
-            arr = np.asarray(values)
-        except ValueError:  # ragged nested sequences
-            raise ValueError(f"{label} must be a 1-D array of {self.what} ids.") from None
-        if arr.ndim > 1:
-            raise ValueError(
-                f"{label} must be a 1-D array of {self.what} ids, got shape {arr.shape}."
-            )
-        if arr.dtype.kind == "b":
-            raise TypeError(f"{label} are booleans; ids must be integers or strings.")
-        if (
-            arr.dtype.kind == "f"
-            and arr.size
-            and np.all(np.isfinite(arr))
-            and np.all(arr == np.round(arr))
-            and np.all(np.abs(arr) < 2**63)
-        ):
-            arr = arr.astype(np.int64)
-        pos, found = self._positions(arr)
-        if not np.all(found):
-            unknown = np.atleast_1d(arr)[~found]
-            shown = ", ".join(repr(v) for v in unknown[:5].tolist())
-            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
-            raise UnknownIdError(
-                f"{label}: {len(unknown)} unknown {self.what}(s) ({shown}{more}); the model only "
-                f"knows the {len(self)} {self.what}s it was fitted on."
-            )
-        return pos
-
-    def to_ids(self, indices: np.ndarray) -> np.ndarray:
-        return self.ids[np.asarray(indices)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -406,13 +308,15 @@ def _as_feature_array(value: Any, what: str, copy: bool = True) -> np.ndarray:
         try:
             arr = np.array(value, dtype=None, copy=True)
         except ValueError as exc:
-            raise ValueError(f"{what} is ragged or malformed: {exc}") from None
+            raise InvalidInputError(f"{what} is ragged or malformed: {exc}") from None
         if arr.dtype.kind not in "iuf":
-            raise TypeError(f"{what} must be numeric, got dtype {arr.dtype}.")
+            raise InvalidInputError(f"{what} must be numeric, got dtype {arr.dtype}.")
     if arr.ndim != 2:
-        raise ValueError(f"{what} must have shape (n_items, n_features), got shape {arr.shape}.")
+        raise InvalidInputError(
+            f"{what} must have shape (n_items, n_features), got shape {arr.shape}."
+        )
     if arr.shape[1] < 1:
-        raise ValueError(f"{what} has no feature columns.")
+        raise InvalidInputError(f"{what} has no feature columns.")
     # float16 sums overflow: upcast before any arithmetic (a copy already made is not redone).
     arr = arr.astype(np.float32, copy=False)
     _check_finite(arr, what)
@@ -465,18 +369,20 @@ def check_modality_features(
     (dtype('float32'), True)
     """
     if not isinstance(modality_features, Mapping):
-        raise TypeError(
+        raise InvalidInputError(
             f"{name} must be a mapping {{modality_name: array of shape (n_items, d)}}, "
             f"got {type(modality_features).__name__}."
         )
     if len(modality_features) == 0:
-        raise ValueError(f"{name} is empty; give at least one modality.")
+        raise InvalidInputError(f"{name} is empty; give at least one modality.")
     for key in modality_features:
         if not isinstance(key, str) or not key:
-            raise TypeError(f"{name} keys must be non-empty strings (modality names), got {key!r}.")
+            raise InvalidInputError(
+                f"{name} keys must be non-empty strings (modality names), got {key!r}."
+            )
     keyed = {k: _is_dataframe(v) for k, v in modality_features.items()}
     if len(set(keyed.values())) > 1:
-        raise TypeError(
+        raise InvalidInputError(
             f"{name} mixes DataFrames (indexed by item id) and plain arrays; give every "
             "modality the same way."
         )
@@ -486,13 +392,13 @@ def check_modality_features(
         }
         counts = {k: v.shape[0] for k, v in features.items()}
         if len(set(counts.values())) > 1:
-            raise ValueError(
+            raise InvalidInputError(
                 f"{name} modalities have different numbers of rows {counts}; every modality "
                 "needs one row per item."
             )
         n_rows = next(iter(counts.values()))
         if n_items is not None and n_rows != n_items:
-            raise ValueError(
+            raise InvalidInputError(
                 f"{name} has {n_rows} rows but the interactions have {n_items} items; feature "
                 "row i must describe item i."
             )
@@ -507,13 +413,13 @@ def check_modality_features(
     }
     for key, index in indexes.items():
         if len(set(index.tolist())) != len(index):
-            raise ValueError(f"{name}[{key!r}] has duplicate item ids in its index.")
+            raise InvalidInputError(f"{name}[{key!r}] has duplicate item ids in its index.")
         if universe is None:
             universe = IdMap.from_values(index, what="item")
             if len(universe) != len(index):
-                raise ValueError(f"{name}[{key!r}] has duplicate item ids in its index.")
+                raise InvalidInputError(f"{name}[{key!r}] has duplicate item ids in its index.")
         elif len(index) != len(universe) or not np.all(universe.contains(index)):
-            raise ValueError(
+            raise InvalidInputError(
                 f"{name}[{key!r}] is indexed by a different set of item ids than "
                 f"{name}[{first_key!r}]; every modality must describe the same items."
             )
@@ -544,9 +450,123 @@ def interaction_matrix(
     )
     weights.sum_duplicates()
     weights.eliminate_zeros()
-    binary = weights.copy().astype(np.float32)
-    binary.data[:] = 1.0
-    return binary, weights
+    return binarize(weights), weights
+
+
+def check_histories(histories: Any, items: IdMap) -> sp.csr_matrix:
+    """Interaction histories of new users as a binary (n_new_users, len(items)) matrix.
+
+    Parameters
+    ----------
+    histories : list of array-like of raw item ids, or sparse matrix (n_new_users, n_items)
+        One history per new user; in a matrix, column j is item index j.
+    items : IdMap
+        The model's items.
+    """
+    n_items = len(items)
+    if sp.issparse(histories):
+        matrix = sp.csr_matrix(histories, dtype=np.float32, copy=True)
+        if matrix.shape[1] != n_items:
+            raise InvalidInputError(
+                f"histories is a matrix with {matrix.shape[1]} columns, but the model has "
+                f"{n_items} items; column j must be item index j."
+            )
+    else:
+        if isinstance(histories, (str, bytes)) or not hasattr(histories, "__len__"):
+            raise InvalidInputError(
+                "histories must be a list with one array of raw item ids per new user, or a "
+                "users x items sparse matrix."
+            )
+        rows, cols = [], []
+        for row, history in enumerate(histories):
+            if isinstance(history, (str, bytes)) or np.ndim(history) == 0:
+                history = [history]
+            index = items.index(np.asarray(list(history)), name=f"histories[{row}]")
+            rows.append(np.full(len(index), row))
+            cols.append(index)
+        if not rows:
+            raise InvalidInputError("histories is empty; give at least one new user's history.")
+        rows, cols = np.concatenate(rows), np.concatenate(cols)
+        matrix = sp.csr_matrix(
+            (np.ones(len(rows), dtype=np.float32), (rows, cols)),
+            shape=(len(histories), n_items),
+        )
+    matrix = binarize(matrix)
+    empty = np.flatnonzero(np.diff(matrix.indptr) == 0)
+    if empty.size:
+        raise InvalidInputError(
+            f"histories {empty[:5].tolist()} are empty; a user without interactions has "
+            "nothing to fold in (recommend popular items to them instead)."
+        )
+    return matrix
+
+
+def check_new_items(
+    modality_features: Any,
+    item_ids: Any,
+    items: IdMap,
+    feature_dims: Mapping[str, int],
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Features and raw ids of items to add to a fitted model's catalogue.
+
+    ``feature_dims`` gives the fitted modalities (in order) and their widths. Returns the
+    features (float32, in ``feature_dims``'s order) and the new ids, which are unique and not
+    among ``items``; by default they are the next integer indices.
+    """
+    features, frame_items = check_modality_features(modality_features)
+    if tuple(features) != tuple(feature_dims) and set(features) != set(feature_dims):
+        raise InvalidInputError(
+            f"modality_features has modalities {sorted(features)}, but the model was "
+            f"fitted on {sorted(feature_dims)}; give exactly those."
+        )
+    for name, expected in feature_dims.items():
+        if features[name].shape[1] != expected:
+            raise InvalidInputError(
+                f"modality_features[{name!r}] has {features[name].shape[1]} columns; the "
+                f"model was fitted with {expected}."
+            )
+    n_new = next(iter(features.values())).shape[0]
+    n_items = len(items)
+    if frame_items is not None:
+        if item_ids is not None:
+            raise InvalidInputError("Give item_ids only with array features, not with DataFrames.")
+        new_ids = frame_items.ids
+    elif item_ids is not None:
+        new_ids = np.asarray(item_ids)
+        if new_ids.shape != (n_new,):
+            raise InvalidInputError(f"item_ids must have shape ({n_new},), got {new_ids.shape}.")
+    else:
+        if items.ids.dtype.kind not in "iu" or not np.array_equal(items.ids, np.arange(n_items)):
+            raise InvalidInputError(
+                "The model's item ids are not the indices 0..n_items-1; pass item_ids= (or "
+                "DataFrames indexed by the new ids)."
+            )
+        new_ids = np.arange(n_items, n_items + n_new)
+    if len(set(new_ids.tolist())) != len(new_ids):
+        raise InvalidInputError("The new item ids must be unique.")
+    clash = items.contains(new_ids)
+    if np.any(clash):
+        raise InvalidInputError(
+            f"Items {new_ids[clash][:5].tolist()} are already in the catalogue; add_items "
+            "only adds new items."
+        )
+    return {name: features[name] for name in feature_dims}, new_ids
+
+
+def binarize(matrix: sp.spmatrix | sp.sparray) -> sp.csr_matrix:
+    """A binary float32 CSR copy of a sparse matrix: what counts as an interaction.
+
+    Duplicate entries are summed first, entries that sum to zero are dropped, and every stored
+    value becomes 1; column indices are sorted. The input is not modified.
+    """
+    csr = sp.csr_matrix(matrix, copy=True)
+    csr.sum_duplicates()
+    csr.eliminate_zeros()
+    out = sp.csr_matrix(
+        (np.ones(csr.nnz, dtype=np.float32), csr.indices, csr.indptr), shape=csr.shape
+    )
+    out.has_sorted_indices = True  # sum_duplicates sorts them
+    return out
 
 
 def resolve_universes(
@@ -565,7 +585,7 @@ def resolve_universes(
     """
     if modality_features is None:
         if require_features:
-            raise TypeError(
+            raise InvalidInputError(
                 "modality_features is missing; pass {modality_name: array (n_items, d)} to fit."
             )
         features = None
@@ -578,12 +598,12 @@ def resolve_universes(
         if items is None:
             items = IdMap.range(next(iter(features.values())).shape[0], what="item")
             if rows.items.dtype.kind not in "iu":
-                raise ValueError(
+                raise InvalidInputError(
                     "item ids are not integers, but modality_features are plain arrays aligned "
                     "to item indices 0..n_items-1. Pass DataFrames indexed by item id instead."
                 )
             if rows.items.size and rows.items.max() >= len(items):
-                raise ValueError(
+                raise InvalidInputError(
                     f"interactions reference item index {int(rows.items.max())}, but the "
                     f"modality_features arrays have only {len(items)} rows; feature row i must "
                     "describe item i (or pass DataFrames indexed by item id)."
@@ -593,7 +613,7 @@ def resolve_universes(
             if not np.all(known):
                 unknown = np.unique(rows.items[~known])
                 shown = ", ".join(repr(v) for v in unknown[:5].tolist())
-                raise ValueError(
+                raise InvalidInputError(
                     f"interactions reference {len(unknown)} item(s) that have no features "
                     f"({shown}); add rows for them to every modality DataFrame or drop those "
                     "interactions."
@@ -609,14 +629,31 @@ def resolve_universes(
     return users, items, features
 
 
+def is_int(value: object) -> bool:
+    """An integer that is not a boolean."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
+
+
+def check_sparse(matrix: object, name: str) -> None:
+    if not sp.issparse(matrix):
+        raise InvalidInputError(
+            f"{name} must be a scipy.sparse matrix or array of shape (n_users, n_items); got "
+            f"{type(matrix).__name__}. Wrap dense data with scipy.sparse.csr_matrix({name})."
+        )
+    if len(matrix.shape) != 2:  # type: ignore[attr-defined]
+        raise InvalidInputError(
+            f"{name} must be 2-D with shape (n_users, n_items); got shape {matrix.shape}."  # type: ignore[attr-defined]
+        )
+
+
 def check_k(k: Any, *, name: str = "k", upper: int | None = None) -> int:
     """Check that ``k`` is an integer >= 1 (and <= ``upper`` when given)."""
     if isinstance(k, bool) or not isinstance(k, numbers.Integral):
-        raise TypeError(f"{name} must be an integer >= 1, got {k!r}.")
+        raise InvalidInputError(f"{name} must be an integer >= 1, got {k!r}.")
     if k < 1:
-        raise ValueError(f"{name} must be >= 1, got {k}.")
+        raise InvalidInputError(f"{name} must be >= 1, got {k}.")
     if upper is not None and k > upper:
-        raise ValueError(f"{name} must be <= {upper}, got {k}.")
+        raise InvalidInputError(f"{name} must be <= {upper}, got {k}.")
     return int(k)
 
 
@@ -646,6 +683,20 @@ class Interval:
             value <= self.right if self.closed in ("both", "right") else value < self.right
         )
         return left_ok and right_ok
+
+    def phrase(self) -> str:
+        """What a value must be, as the end of "x must ...": "be > 0", "lie in [0, 1)"."""
+        if self.kind is numbers.Integral and self.right is None and self.left is not None:
+            return f"be an integer >= {self.left + (self.closed in ('right', 'neither'))}"
+        if self.left is None or self.right is None:
+            if self.left is None and self.right is None:
+                return "be a real number"
+            strict = self.closed in (("right", "neither") if self.right is None else ("left",))
+            op = (">" if self.right is None else "<") + ("" if strict else "=")
+            return f"be {op} {self.left if self.right is None else self.right}"
+        lb = "[" if self.closed in ("both", "left") else "("
+        rb = "]" if self.closed in ("both", "right") else ")"
+        return f"lie in {lb}{self.left}, {self.right}{rb}"
 
     def __str__(self) -> str:
         kind = "an int" if self.kind is numbers.Integral else "a float"
@@ -677,7 +728,11 @@ class Options:
 
 @dataclass(frozen=True)
 class Predicate:
-    """A value accepted by ``check``; ``description`` says what is allowed."""
+    """A value accepted by ``check``; ``description`` says what is allowed.
+
+    ``check`` returns a bool, or raises ``TypeError``/``ValueError``/``RuntimeError`` (which
+    count as "not accepted") for values it cannot judge; other errors are bugs and propagate.
+    """
 
     check: Callable[[Any], bool]
     description: str
@@ -685,19 +740,47 @@ class Predicate:
     def is_satisfied_by(self, value: Any) -> bool:
         try:
             return bool(self.check(value))
-        except Exception:
+        except (TypeError, ValueError, RuntimeError):
             return False
 
     def __str__(self) -> str:
         return self.description
 
 
+def check_scalar(value: Any, name: str, interval: Interval) -> Any:
+    """Check one number against ``interval``; return it as a Python ``int`` or ``float``.
+
+    For function arguments (estimator hyper-parameters go through :func:`validate_params`).
+    Raises :class:`InvalidInputError` (a ``ValueError``) with "``name`` must ..., got
+    ``value``".
+
+    Examples
+    --------
+    >>> check_scalar(3, "n", Interval(numbers.Integral, 1, None))
+    3
+    >>> try:
+    ...     check_scalar(0.0, "scale", Interval(numbers.Real, 0, None, closed="neither"))
+    ... except ValueError as exc:
+    ...     print(exc)
+    scale must be > 0, got 0.0
+    """
+    integral = interval.kind is numbers.Integral
+    if isinstance(value, bool) or not isinstance(value, interval.kind):
+        noun = interval.phrase() if integral else "be a real number"
+        raise InvalidInputError(f"{name} must {noun}, got {value!r}")
+    if not integral and not np.isfinite(value):
+        raise InvalidInputError(f"{name} must be finite, got {value!r}")
+    if not interval.is_satisfied_by(value):
+        raise InvalidInputError(f"{name} must {interval.phrase()}, got {value!r}")
+    return int(value) if integral else float(value)
+
+
 def validate_params(params: Mapping[str, Any], constraints: Mapping[str, list]) -> None:
     """Check each parameter against its list of allowed constraints.
 
     A constraint is an :class:`Interval`, :class:`Options`, :class:`Predicate`, a type, or
-    ``None`` (meaning the value ``None`` is allowed). Raises ``ValueError`` naming the parameter,
-    the bad value and everything that would be accepted.
+    ``None`` (meaning the value ``None`` is allowed). Raises :class:`InvalidInputError` (a
+    ``ValueError``) naming the parameter, the bad value and everything that would be accepted.
     """
     for key, allowed in constraints.items():
         value = params[key]
@@ -716,6 +799,6 @@ def validate_params(params: Mapping[str, Any], constraints: Mapping[str, list]) 
                 "None" if c is None else (c.__name__ if isinstance(c, type) else str(c))
                 for c in allowed
             ]
-            raise ValueError(
+            raise InvalidInputError(
                 f"The {key!r} parameter must be {' or '.join(described)}; got {value!r}."
             )

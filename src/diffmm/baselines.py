@@ -10,12 +10,12 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseRecommender
-from ._factor_model import FactorRecommender
+from ._factor_model import FactorRecommender, modules_for_loading
 from ._graph import adjacency_from_matrix
 from ._model import LightGCNNetwork
-from ._training import Trainer, TrainingConfig
+from ._objectives import LightGCNObjective
+from ._training import Trainer
 from ._validation import Interval
-from .diffusion import DiffusionSchedule
 
 __all__ = ["LightGCNRecommender", "PopularityRecommender"]
 
@@ -235,7 +235,7 @@ class LightGCNRecommender(FactorRecommender):
         self._prepare_fit(interactions, modality_features)
         held_out = self._validation_matrix(validation_data)
         device = self._resolve_device()
-        rng, init_generator, train_generator = self._random_streams(device)
+        rng, init_generator, _ = self._random_streams(device)
         network = LightGCNNetwork(
             self.n_users_,
             self.n_items_,
@@ -243,33 +243,18 @@ class LightGCNRecommender(FactorRecommender):
             n_layers=self.n_layers,
             generator=init_generator,
         )
+        adjacency = adjacency_from_matrix(self.interactions_, device, self_loops=False)
         trainer = Trainer(
-            network.to(device),
-            [],
-            DiffusionSchedule(),  # unused: no denoisers, generate_graphs=False
+            LightGCNObjective(network.to(device), adjacency, l2_weight=self.l2_weight),
             self.interactions_,
-            adjacency_from_matrix(self.interactions_, device, self_loops=False),
             self._training_config(has_validation=held_out is not None),
             device=device,
             rng=rng,
-            generator=train_generator,
+            evaluate=self._validation_scorer(self.interactions_, held_out),
         )
         self.device_ = device
-        self._run_trainer(trainer, held_out)
+        self._run_trainer(trainer)
         return self
-
-    def _training_config(self, *, has_validation: bool) -> TrainingConfig:
-        return TrainingConfig(
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            learning_rate=self.learning_rate,
-            l2_weight=self.l2_weight,
-            l2_scope="batch",
-            contrastive=None,
-            generate_graphs=False,
-            eval_every=self.eval_every,
-            patience=self.patience if has_validation else None,
-        )
 
     def _fitted_state(self) -> dict[str, Any]:
         return {**super()._fitted_state(), "network": self.network_.state_dict()}
@@ -277,11 +262,11 @@ class LightGCNRecommender(FactorRecommender):
     def _set_fitted_state(self, state: dict[str, Any]) -> None:
         super()._set_fitted_state(state)
         users, items = state["network"]["user_embedding"], state["network"]["item_embedding"]
-        self.network_ = LightGCNNetwork(
-            int(users.shape[0]),
-            int(items.shape[0]),
-            embedding_dim=int(users.shape[1]),
-            n_layers=self.n_layers,
-            generator=torch.Generator().manual_seed(0),  # overwritten; keeps global RNG untouched
-        )
+        with modules_for_loading():
+            self.network_ = LightGCNNetwork(
+                int(users.shape[0]),
+                int(items.shape[0]),
+                embedding_dim=int(users.shape[1]),
+                n_layers=self.n_layers,
+            )
         self.network_.load_state_dict(state["network"])

@@ -28,6 +28,7 @@ import numpy as np
 from . import (
     PRESETS,
     DiffMMRecommender,
+    InvalidInputError,
     ModelFileError,
     NonFiniteLossError,
     PopularityRecommender,
@@ -326,7 +327,7 @@ def _fit(args: argparse.Namespace) -> int:
             f"training diverged: {exc} (try a smaller learning_rate or denoiser_learning_rate)",
             code=1,
         ) from None
-    except ValueError as exc:  # parameter constraints and data checks at the top of fit
+    except InvalidInputError as exc:  # parameter constraints and data checks of fit
         raise CommandError(f"cannot fit: {exc}") from None
     seconds = time.perf_counter() - start
     model.save(out)
@@ -397,7 +398,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     ks = tuple(dict.fromkeys(args.k))
     try:
         result = model.evaluate(held_out, metrics=metrics, ks=ks)
-    except ValueError as exc:
+    except InvalidInputError as exc:
         raise CommandError(f"cannot evaluate: {exc}") from None
     if args.json:
         print(json.dumps(_jsonable({"split": args.split, **result}), indent=2))

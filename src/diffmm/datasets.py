@@ -18,6 +18,7 @@ Only numpy and scipy are needed; pandas is never imported.
 from __future__ import annotations
 
 import numbers
+import os
 import pickle
 import warnings
 from collections.abc import Iterable, Mapping
@@ -27,6 +28,8 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+
+from ._validation import Interval, binarize, check_scalar
 
 __all__ = [
     "MultiModalDataset",
@@ -45,6 +48,11 @@ _DIFFMM_CANDIDATES: dict[str, tuple[str, ...]] = {
 }
 
 _FEATURE_SUFFIX = "_feat.npy"
+
+_POSITIVE_INT = Interval(numbers.Integral, 1, None)
+
+#: The environment variable :func:`load_tiktok` reads when no path is given.
+TIKTOK_PATH_VARIABLE = "DIFFMM_TIKTOK_PATH"
 
 # Share of each collaborative item factor's variance that is item-specific; the rest
 # is shared with the other items of the same cluster (see ``make_synthetic``).
@@ -66,7 +74,7 @@ def _binarize(matrix: Any, what: str) -> sp.csr_matrix:
     value is then set to 1.0.  Non-finite stored values raise ``ValueError``.
     """
     if sp.issparse(matrix):
-        csr = sp.csr_matrix(matrix, copy=True)
+        csr = sp.csr_matrix(matrix)
     else:
         arr = np.asarray(matrix)
         if arr.ndim != 2:
@@ -78,16 +86,9 @@ def _binarize(matrix: Any, what: str) -> sp.csr_matrix:
         raise ValueError(f"{what} must hold numbers, got dtype {csr.dtype}")
     if csr.dtype == np.float16:
         csr = csr.astype(np.float32)
-    csr.sum_duplicates()
     if csr.data.size and not np.all(np.isfinite(csr.data)):
         raise ValueError(f"{what} contains non-finite (NaN or inf) values")
-    csr.eliminate_zeros()
-    out = sp.csr_matrix(
-        (np.ones(csr.nnz, dtype=np.float32), csr.indices.copy(), csr.indptr.copy()),
-        shape=csr.shape,
-    )
-    out.has_sorted_indices = True
-    return out
+    return binarize(csr)
 
 
 def _as_features(array: Any, what: str) -> np.ndarray:
@@ -102,36 +103,6 @@ def _as_features(array: Any, what: str) -> np.ndarray:
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{what} contains non-finite (NaN or inf) values")
     return arr
-
-
-def _check_int(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_real(
-    value: Any,
-    name: str,
-    *,
-    low: float,
-    high: float | None = None,
-    high_inclusive: bool = False,
-    low_inclusive: bool = True,
-) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    ok = np.isfinite(value) and (value >= low if low_inclusive else value > low)
-    if ok and high is not None:
-        ok = value <= high if high_inclusive else value < high
-    if not ok:
-        lo = "[" if low_inclusive else "("
-        hi = "inf)" if high is None else (f"{high}]" if high_inclusive else f"{high})")
-        raise ValueError(f"{name} must lie in {lo}{low}, {hi}, got {value!r}")
-    return value
 
 
 # ----------------------------------------------------------------------------------
@@ -411,10 +382,12 @@ def make_synthetic(
     >>> bool((ds.train.getnnz(axis=1) >= 1).all())
     True
     """
-    n_users = _check_int(n_users, "n_users")
-    n_items = _check_int(n_items, "n_items")
-    n_factors = _check_int(n_factors, "n_factors")
-    interactions_per_user = _check_int(interactions_per_user, "interactions_per_user")
+    n_users = check_scalar(n_users, "n_users", _POSITIVE_INT)
+    n_items = check_scalar(n_items, "n_items", _POSITIVE_INT)
+    n_factors = check_scalar(n_factors, "n_factors", _POSITIVE_INT)
+    interactions_per_user = check_scalar(
+        interactions_per_user, "interactions_per_user", _POSITIVE_INT
+    )
     if modality_dims is None:
         modality_dims = {"visual": 64, "acoustic": 32}
     if not isinstance(modality_dims, Mapping) or len(modality_dims) == 0:
@@ -423,15 +396,17 @@ def make_synthetic(
     for key, dim in modality_dims.items():
         if not isinstance(key, str) or not key:
             raise ValueError(f"modality names must be non-empty strings, got {key!r}")
-        dims[key] = _check_int(dim, f"modality_dims[{key!r}]")
-    modality_only_signal = _check_real(
-        modality_only_signal, "modality_only_signal", low=0.0, high=1.0
+        dims[key] = check_scalar(dim, f"modality_dims[{key!r}]", _POSITIVE_INT)
+    fraction = Interval(numbers.Real, 0, 1, closed="left")
+    non_negative = Interval(numbers.Real, 0, None)
+    modality_only_signal = check_scalar(modality_only_signal, "modality_only_signal", fraction)
+    feature_noise = check_scalar(feature_noise, "feature_noise", non_negative)
+    popularity_skew = check_scalar(popularity_skew, "popularity_skew", non_negative)
+    temperature = check_scalar(
+        temperature, "temperature", Interval(numbers.Real, 0, None, closed="neither")
     )
-    feature_noise = _check_real(feature_noise, "feature_noise", low=0.0)
-    popularity_skew = _check_real(popularity_skew, "popularity_skew", low=0.0)
-    temperature = _check_real(temperature, "temperature", low=0.0, low_inclusive=False)
-    validation_fraction = _check_real(validation_fraction, "validation_fraction", low=0.0, high=1.0)
-    test_fraction = _check_real(test_fraction, "test_fraction", low=0.0, high=1.0)
+    validation_fraction = check_scalar(validation_fraction, "validation_fraction", fraction)
+    test_fraction = check_scalar(test_fraction, "test_fraction", fraction)
     if validation_fraction + test_fraction >= 1.0:
         raise ValueError(
             "validation_fraction + test_fraction must be < 1, got "
@@ -439,7 +414,7 @@ def make_synthetic(
         )
     if n_item_clusters is None:
         n_item_clusters = max(1, round(np.sqrt(n_items)))
-    n_item_clusters = _check_int(n_item_clusters, "n_item_clusters")
+    n_item_clusters = check_scalar(n_item_clusters, "n_item_clusters", _POSITIVE_INT)
 
     rng = np.random.default_rng(random_state)
     k_mod = round(modality_only_signal * n_factors)
@@ -939,16 +914,6 @@ def load_mmrec_format(path: str | Path, *, name: str | None = None) -> MultiModa
     )
 
 
-def _default_tiktok_candidates() -> list[Path]:
-    relative = Path("..") / "shared" / "data" / "tiktok"
-    candidates = [Path.cwd() / relative]
-    # src layout: <root>/src/diffmm/datasets.py -> <root>/../shared/data/tiktok
-    root = Path(__file__).resolve().parents[2]
-    if (root / "pyproject.toml").is_file():
-        candidates.append(root / relative)
-    return candidates
-
-
 def load_tiktok(path: str | Path | None = None) -> MultiModalDataset:
     """Load the TikTok micro-video dataset distributed with the DiffMM code.
 
@@ -962,8 +927,8 @@ def load_tiktok(path: str | Path | None = None) -> MultiModalDataset:
     Parameters
     ----------
     path : str or Path, optional
-        The dataset folder.  By default ``../shared/data/tiktok`` relative to the
-        current directory, then relative to the project root of a source checkout.
+        The dataset folder.  By default the folder named by the environment variable
+        ``DIFFMM_TIKTOK_PATH``.
 
     Returns
     -------
@@ -975,24 +940,23 @@ def load_tiktok(path: str | Path | None = None) -> MultiModalDataset:
     ------
     FileNotFoundError
         If the folder (or its training matrix) cannot be found.
+    ValueError
+        If no ``path`` is given and ``DIFFMM_TIKTOK_PATH`` is not set.
 
     Examples
     --------
     >>> from diffmm.datasets import load_tiktok
-    >>> ds = load_tiktok()  # doctest: +SKIP
+    >>> ds = load_tiktok("data/tiktok")  # doctest: +SKIP
     >>> ds.train.shape, ds.modalities  # doctest: +SKIP
     ((9308, 6710), ('image', 'audio'))
     """
     if path is None:
-        candidates = _default_tiktok_candidates()
-        found = [c for c in candidates if c.is_dir()]
-        if not found:
-            raise FileNotFoundError(
-                "TikTok data folder not found; looked in "
-                + ", ".join(str(c) for c in candidates)
-                + " (pass path=)"
+        path = os.environ.get(TIKTOK_PATH_VARIABLE)
+        if not path:
+            raise ValueError(
+                f"Where is the TikTok folder? Pass load_tiktok(path) or set the environment "
+                f"variable {TIKTOK_PATH_VARIABLE}."
             )
-        path = found[0]
     return _load_diffmm(
         path,
         train_file=None,

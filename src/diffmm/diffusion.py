@@ -41,20 +41,18 @@ and ``x̂_0 = x_0`` the posterior mean is exactly ``sqrt(ᾱ_{t−1})·x_0``, be
 
 from __future__ import annotations
 
-import math
 import numbers
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from ._sparse import add_csr_
+from ._validation import Interval, check_scalar
 
 __all__ = [
     "DiffusionSchedule",
     "loss_weight",
-    "posterior_mean_variance",
     "q_sample",
     "reverse_step",
     "snr",
@@ -118,7 +116,7 @@ class DiffusionSchedule:
 
     Examples
     --------
-    >>> sched = DiffusionSchedule.create(steps=5)
+    >>> sched = DiffusionSchedule(steps=5)
     >>> sched.steps, sched.betas.shape
     (5, (5,))
     >>> float(sched.betas[0])
@@ -146,36 +144,6 @@ class DiffusionSchedule:
     _tensor_cache: dict[tuple[str, torch.dtype, torch.device], torch.Tensor] = field(
         init=False, repr=False, compare=False
     )
-
-    @classmethod
-    def create(
-        cls,
-        steps: int = 5,
-        noise_scale: float = 0.1,
-        noise_min: float = 1e-4,
-        noise_max: float = 0.02,
-    ) -> DiffusionSchedule:
-        """Build a validated schedule; same as calling the class.
-
-        Parameters
-        ----------
-        steps : int, default 5
-            Number of diffusion steps ``T`` (``>= 1``).
-        noise_scale : float, default 0.1
-            Noise scale ``s`` (``> 0``).
-        noise_min, noise_max : float, default 1e-4, 0.02
-            ``0 < noise_min < noise_max`` and ``noise_scale * noise_max < 1``.
-
-        Returns
-        -------
-        DiffusionSchedule
-
-        Examples
-        --------
-        >>> DiffusionSchedule.create(steps=3, noise_scale=0.5).steps
-        3
-        """
-        return cls(steps=steps, noise_scale=noise_scale, noise_min=noise_min, noise_max=noise_max)
 
     def __post_init__(self) -> None:
         steps, scale, lo, hi = _validate_params(
@@ -248,113 +216,6 @@ class DiffusionSchedule:
     def __reduce__(self) -> tuple[type[DiffusionSchedule], tuple[int, float, float, float]]:
         # Pickle/copy by parameters only: arrays are recomputed, device tensor cache dropped.
         return (type(self), (self.steps, self.noise_scale, self.noise_min, self.noise_max))
-
-    # ------------------------------------------------------------------ numpy
-    def snr(
-        self,
-        t: int | Sequence[int] | np.ndarray | torch.Tensor,
-        *,
-        dtype: torch.dtype = torch.float32,
-    ) -> np.ndarray | torch.Tensor:
-        """Signal-to-noise ratio ``ᾱ_t/(1 − ᾱ_t)`` ((D4)).
-
-        Parameters
-        ----------
-        t : int, array-like of int, or integer Tensor
-            Step indices in ``[0, steps)``, any shape.
-        dtype : torch.dtype, default torch.float32
-            Output dtype when ``t`` is a Tensor; ignored otherwise.
-
-        Returns
-        -------
-        ndarray or Tensor, same shape as t
-            float64 array for NumPy input, or a ``dtype`` tensor on ``t.device``
-            for Tensor input (see :func:`snr`).
-
-        Examples
-        --------
-        >>> s = DiffusionSchedule.create()
-        >>> bool(s.snr(0) > s.snr(4))
-        True
-        """
-        if isinstance(t, torch.Tensor):
-            return snr(self, t, dtype=dtype)
-        return self._table_lookup("snr", t)
-
-    def loss_weights(
-        self,
-        t: int | Sequence[int] | np.ndarray | torch.Tensor,
-        *,
-        dtype: torch.dtype = torch.float32,
-    ) -> np.ndarray | torch.Tensor:
-        """Training loss weight ``SNR(t−1) − SNR(t)``, and 1 at ``t = 0`` ((D5)).
-
-        Parameters
-        ----------
-        t : int, array-like of int, or integer Tensor
-            Sampled step indices in ``[0, steps)``, any shape.
-        dtype : torch.dtype, default torch.float32
-            Output dtype when ``t`` is a Tensor; ignored otherwise.
-
-        Returns
-        -------
-        ndarray or Tensor, same shape as t
-            float64 array for NumPy input, or a ``dtype`` tensor on ``t.device``
-            for Tensor input (see :func:`loss_weight`).
-
-        Examples
-        --------
-        >>> s = DiffusionSchedule.create()
-        >>> s.loss_weights([0, 1]).tolist()[0]
-        1.0
-        """
-        if isinstance(t, torch.Tensor):
-            return loss_weight(self, t, dtype=dtype)
-        return self._table_lookup("loss_weights", t)
-
-    def _table_lookup(self, name: str, t: int | Sequence[int] | np.ndarray) -> np.ndarray:
-        idx = np.asarray(t)
-        if idx.dtype == np.bool_ or not np.issubdtype(idx.dtype, np.integer):
-            raise TypeError(f"t must contain integers, got dtype {idx.dtype}")
-        if idx.size and (idx.min() < 0 or idx.max() >= self.steps):
-            raise ValueError(f"t must lie in [0, {self.steps}) (steps={self.steps})")
-        return self._tables[name][idx]
-
-    # ------------------------------------------------------------------ torch
-    def as_tensors(
-        self, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
-    ) -> dict[str, torch.Tensor]:
-        """Fresh tensor copies of the public coefficient arrays.
-
-        Handy for ``module.register_buffer(name, tensor)``.
-
-        Parameters
-        ----------
-        dtype : torch.dtype, default torch.float32
-            Floating dtype of the returned tensors.
-        device : torch.device or str, optional
-            Target device (default: CPU).
-
-        Returns
-        -------
-        dict of str to Tensor of shape (steps,)
-            Keys are ``betas``, ``alphas``, ``alphas_cumprod``,
-            ``alphas_cumprod_prev``, ``posterior_mean_coef1``,
-            ``posterior_mean_coef2``, ``posterior_variance`` and
-            ``posterior_log_variance_clipped``.
-
-        Examples
-        --------
-        >>> bufs = DiffusionSchedule.create().as_tensors(torch.float64)
-        >>> bufs["betas"].shape, bufs["betas"].dtype
-        (torch.Size([5]), torch.float64)
-        """
-        if not dtype.is_floating_point:
-            raise TypeError(f"dtype must be a floating dtype, got {dtype}")
-        return {
-            name: torch.tensor(getattr(self, name), dtype=dtype, device=device)
-            for name in ARRAY_NAMES
-        }
 
     def _coef(self, name: str, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         key = (name, dtype, device)
@@ -437,7 +298,7 @@ def q_sample(
 
     Examples
     --------
-    >>> s = DiffusionSchedule.create()
+    >>> s = DiffusionSchedule()
     >>> x0 = torch.ones(2, 3)
     >>> xt = q_sample(s, x0, torch.tensor([0, 4]), torch.zeros(2, 3))
     >>> xt.shape
@@ -456,49 +317,6 @@ def q_sample(
     if x0.layout == torch.sparse_csr:
         return add_csr_(x_t, x0, row_scale=a)
     return x_t.addcmul_(a, x0)
-
-
-def posterior_mean_variance(
-    schedule: DiffusionSchedule, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Mean and variance of the posterior q(x_{t−1} | x_t, x_0) ((D3)).
-
-    Parameters
-    ----------
-    schedule : DiffusionSchedule
-    x0 : Tensor of shape (batch, ...)
-        Clean (or predicted clean) inputs; any float dtype.
-    x_t : Tensor, same shape and dtype as x0
-        Noisy inputs at step ``t``.
-    t : LongTensor of shape (batch,)
-        Step per row, in ``[0, steps)``.
-
-    Returns
-    -------
-    mean : Tensor, same shape as x0
-        ``c1_t·x0 + c2_t·x_t``.
-    variance : Tensor of shape (batch, 1, ..., 1)
-        Posterior variance per row (0 where ``t = 0``); broadcastable to ``x0``.
-    log_variance : Tensor of shape (batch, 1, ..., 1)
-        Clipped log variance per row (finite everywhere).
-
-    Examples
-    --------
-    >>> s = DiffusionSchedule.create()
-    >>> x0, xt = torch.ones(2, 3), torch.ones(2, 3)
-    >>> mean, var, logvar = posterior_mean_variance(s, x0, xt, torch.tensor([0, 3]))
-    >>> mean.shape, var.shape
-    (torch.Size([2, 3]), torch.Size([2, 1]))
-    """
-    _check_x("x0", x0)
-    _check_x("x_t", x_t, like=x0)
-    _check_t(schedule, t, x0.shape[0])
-    c1 = _gather(schedule, "posterior_mean_coef1", t, x0)
-    c2 = _gather(schedule, "posterior_mean_coef2", t, x0)
-    mean = c1 * x0 + c2 * x_t  # (D3)
-    var = _gather(schedule, "posterior_variance", t, x0)
-    log_var = _gather(schedule, "posterior_log_variance_clipped", t, x0)
-    return mean, var, log_var
 
 
 def reverse_step(
@@ -541,7 +359,7 @@ def reverse_step(
 
     Examples
     --------
-    >>> s = DiffusionSchedule.create()
+    >>> s = DiffusionSchedule()
     >>> x0 = torch.rand(2, 4, dtype=torch.float64)
     >>> t = torch.tensor([4, 4])
     >>> xt = q_sample(s, x0, t, torch.zeros_like(x0))
@@ -596,7 +414,7 @@ def snr(
 
     Examples
     --------
-    >>> snr(DiffusionSchedule.create(), torch.tensor([0, 4])).shape
+    >>> snr(DiffusionSchedule(), torch.tensor([0, 4])).shape
     torch.Size([2])
     """
     _check_t(schedule, t, None)
@@ -626,7 +444,7 @@ def loss_weight(
 
     Examples
     --------
-    >>> loss_weight(DiffusionSchedule.create(), torch.tensor([0]))
+    >>> loss_weight(DiffusionSchedule(), torch.tensor([0]))
     tensor([1.])
     """
     _check_t(schedule, t, None)
@@ -640,33 +458,19 @@ def loss_weight(
 # ---------------------------------------------------------------------------
 
 
-def _as_real(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a real number, got {value!r}")
-    out = float(value)
-    if not math.isfinite(out):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return out
-
-
 def _validate_params(
     steps: object, noise_scale: object, noise_min: object, noise_max: object
 ) -> tuple[int, float, float, float]:
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral):
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    steps_i = int(steps)
-    if steps_i < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps_i}")
-    scale = _as_real("noise_scale", noise_scale)
-    lo = _as_real("noise_min", noise_min)
-    hi = _as_real("noise_max", noise_max)
-    if scale <= 0.0:
-        raise ValueError(f"noise_scale must be > 0, got {scale}")
+    steps_i = check_scalar(steps, "steps", Interval(numbers.Integral, 1, None))
+    scale = check_scalar(noise_scale, "noise_scale", Interval(numbers.Real, 0, None, "neither"))
+    lo = check_scalar(noise_min, "noise_min", Interval(numbers.Real, None, None))
+    hi = check_scalar(noise_max, "noise_max", Interval(numbers.Real, None, None))
     if lo <= 0.0:
         raise ValueError(f"noise_min must satisfy 0 < noise_min < noise_max, got noise_min={lo}")
     if hi <= lo:
         raise ValueError(
-            f"noise_max must satisfy 0 < noise_min < noise_max, got noise_min={lo}, noise_max={hi}"
+            "noise_max must satisfy 0 < noise_min < noise_max: noise_min "
+            f"({lo}) must be smaller than noise_max ({hi})."
         )
     if scale * hi >= 1.0:
         raise ValueError(

@@ -1,12 +1,13 @@
 """``DiffMMRecommender``: the scikit-learn estimator around the DiffMM model.
 
-Parameters in, validation at the top of ``fit``, fitted state out; the tensor work lives in
-``_model``, ``_graph``, ``losses`` and ``_training``.
+Parameters in, validation at the top of ``fit``, fitted state out. ``fit`` wires the parts
+together: the torch modules (``_model``), the diffusion phases (``_diffusion_phases``), the
+model's objective (``_objectives``) and the epoch loop (``_training``), with checkpoints from
+``_checkpoint``; fold-in of new users is in ``_inference``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import numbers
 import warnings
@@ -19,13 +20,28 @@ import scipy.sparse as sp
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from ._factor_model import NON_NEGATIVE, POSITIVE, POSITIVE_INT, FactorRecommender
-from ._graph import adjacency_from_matrix, csr_rows
-from ._inference import denoise_rows, isolated_item_factors, propagation_user_factors
+from ._checkpoint import fingerprint, pop_features, read_checkpoint, write_checkpoint
+from ._diffusion_phases import DiffusionConfig, DiffusionPhases
+from ._errors import InvalidInputError
+from ._factor_model import (
+    NON_NEGATIVE,
+    POSITIVE,
+    POSITIVE_INT,
+    FactorRecommender,
+    modules_for_loading,
+)
+from ._graph import adjacency_from_matrix
+from ._inference import denoiser_user_scores, propagation_user_factors
 from ._model import Denoiser, DiffMMNetwork, NetworkConfig
-from ._persistence import read_archive, write_archive
-from ._training import Snapshot, Trainer, TrainingConfig, TrainingResult
-from ._validation import IdMap, Interval, Options, Predicate, check_modality_features
+from ._objectives import DiffMMObjective
+from ._training import Snapshot, Trainer, TrainingResult
+from ._validation import (
+    Interval,
+    Options,
+    Predicate,
+    check_histories,
+    check_new_items,
+)
 from .diffusion import DiffusionSchedule
 
 __all__ = ["PRESETS", "DiffMMRecommender"]
@@ -69,20 +85,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 """Named settings (SPEC "Per-dataset settings"); use with :meth:`DiffMMRecommender.from_preset`."""
-
-CHECKPOINT_NAME = "checkpoint.diffmm"
-# Settings that may differ between a checkpointed run and its resumption.
-_RESUMABLE_CHANGES = frozenset(
-    {
-        "epochs",
-        "patience",
-        "verbose",
-        "device",
-        "checkpoint_dir",
-        "checkpoint_every",
-        "copy_features",
-    }
-)
 
 
 def _int_tuple(value: Any) -> bool:
@@ -137,9 +139,10 @@ class DiffMMRecommender(FactorRecommender):
         Adam learning rate of the denoisers.
     precision : {"fp32", "bf16"}, default="fp32"
         Precision of the denoisers' dense matrix products in training and graph generation.
-        ``"bf16"`` runs them under bfloat16 autocast (weights, optimiser state and losses stay
-        float32), several times faster on CPUs with AVX-512 BF16/AMX and on recent GPUs; see
-        the performance page for its measured effect on accuracy.
+        ``"bf16"`` runs them in bfloat16 (their inputs and weights cast to it, as autocast
+        would; weights, optimiser state and losses stay float32), several times faster on
+        CPUs with AVX-512 BF16/AMX and on recent GPUs; see the performance page for its
+        measured effect on accuracy.
     alignment_weight : float, default=0.1
         ``λ_msi``, weight of the modality-aware signal-injection loss (0 disables it).
     graph_top_k : int, default=1
@@ -359,27 +362,24 @@ class DiffMMRecommender(FactorRecommender):
         'linear'
         """
         if name not in PRESETS:
-            raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(PRESETS)}.")
+            raise InvalidInputError(f"Unknown preset {name!r}; choose one of {sorted(PRESETS)}.")
         return cls(**{**PRESETS[name], **overrides})
 
     # -- fitting ---------------------------------------------------------------------------
 
     def _check_cross_params(self, n_modalities: int) -> None:
-        if self.noise_min >= self.noise_max:
-            raise ValueError(
-                f"noise_min ({self.noise_min}) must be smaller than noise_max ({self.noise_max})."
-            )
+        self._schedule()  # the noise schedule's own rules, e.g. noise_min < noise_max
         if self.sampling_steps > self.diffusion_steps:
-            raise ValueError(
+            raise InvalidInputError(
                 f"sampling_steps ({self.sampling_steps}) must be <= diffusion_steps "
                 f"({self.diffusion_steps})."
             )
         if self.graph_top_k > self.n_items_:
-            raise ValueError(
+            raise InvalidInputError(
                 f"graph_top_k ({self.graph_top_k}) is larger than the {self.n_items_} items."
             )
         if self.contrastive == "modal_modal" and n_modalities < 2:
-            raise ValueError(
+            raise InvalidInputError(
                 "contrastive='modal_modal' contrasts pairs of modalities and needs at least two; "
                 "with one modality use contrastive='main_modal' (or None)."
             )
@@ -427,38 +427,69 @@ class DiffMMRecommender(FactorRecommender):
         with warnings.catch_warnings():  # read-only (memory-mapped) features: never written
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             tensors = [torch.from_numpy(features[m]) for m in names]
-        network, denoisers = self._build_modules(tensors, init_generator)
-        trainer = Trainer(
-            network.to(device),
-            [d.to(device) for d in denoisers],
-            self._schedule(),
-            self.interactions_,
+        network, denoisers = self._build_modules(tensors, init_generator, len(tensors))
+        network, denoisers = network.to(device), [d.to(device) for d in denoisers]
+        diffusion = None
+        if self.generate_graphs:
+            diffusion = DiffusionPhases(
+                network,
+                denoisers,
+                self._schedule(),
+                self.interactions_,
+                self._diffusion_config(),
+                device=device,
+                rng=rng,
+                generator=train_generator,
+            )
+        objective = DiffMMObjective(
+            network,
             adjacency_from_matrix(self.interactions_, device),
+            diffusion,
+            l2_weight=self.l2_weight,
+            contrastive=self.contrastive,
+            contrastive_weight=self.contrastive_weight,
+            temperature=self.temperature,
+        )
+        trainer = Trainer(
+            objective,
+            self.interactions_,
             self._training_config(has_validation=held_out is not None),
             device=device,
             rng=rng,
-            generator=train_generator,
+            diffusion=diffusion,
+            evaluate=self._validation_scorer(self.interactions_, held_out),
         )
         self.modalities_ = names
         self.device_ = device
-        fingerprint = _fingerprint(self.interactions_, features, held_out)
+        data_digest = fingerprint(self.interactions_, features, held_out)
+        params = self.get_params(deep=False)
         state = None
         if resume_from is not None:
-            state = self._read_checkpoint(resume_from, trainer, fingerprint)
+            state = read_checkpoint(resume_from, trainer, data_digest=data_digest, params=params)
 
-        on_epoch_end = partial(self._checkpoint_epoch, trainer, fingerprint)
+        checkpoint = partial(self._checkpoint_epoch, trainer, data_digest, params)
         try:
-            self._run_trainer(trainer, held_out, on_epoch_end=on_epoch_end, state=state)
+            self._run_trainer(
+                trainer,
+                on_epoch_end=checkpoint,
+                state=state,
+                finish=partial(self._finish_diffmm, trainer, denoisers),
+            )
         finally:
-            del trainer, on_epoch_end  # frees the optimiser state before the copies below
+            # Frees the optimiser state before the copies below.
+            del trainer, objective, diffusion, checkpoint
             if self.copy_features:
                 _own_features(network, [features[name] for name in names], borrowed)
         return self
 
-    def _checkpoint_epoch(self, trainer: Trainer, fingerprint: str, result: TrainingResult) -> None:
+    def _checkpoint_epoch(
+        self, trainer: Trainer, data_digest: str, params: dict[str, Any], result: TrainingResult
+    ) -> None:
         done = result.epoch >= self.epochs or result.stopped_early
         if self.checkpoint_dir is not None and (result.epoch % self.checkpoint_every == 0 or done):
-            self._write_checkpoint(trainer, result, fingerprint)
+            write_checkpoint(
+                self.checkpoint_dir, trainer, result, data_digest=data_digest, params=params
+            )
 
     def _network_config(self, n_items: int, feature_dims: tuple[int, ...]) -> NetworkConfig:
         return NetworkConfig(
@@ -473,7 +504,7 @@ class DiffMMRecommender(FactorRecommender):
         )
 
     def _build_modules(
-        self, features: list[torch.Tensor], generator: torch.Generator | None
+        self, features: list[torch.Tensor], generator: torch.Generator | None, n_denoisers: int
     ) -> tuple[DiffMMNetwork, list[Denoiser]]:
         n_items = int(features[0].shape[0])
         config = self._network_config(n_items, tuple(int(f.shape[1]) for f in features))
@@ -487,75 +518,26 @@ class DiffMMRecommender(FactorRecommender):
                 normalize_input=self.normalize_denoiser_input,
                 generator=generator,
             )
-            for _ in features
+            for _ in range(n_denoisers)
         ]
         return network, denoisers
 
-    def _training_config(self, *, has_validation: bool) -> TrainingConfig:
-        return TrainingConfig(
-            epochs=self.epochs,
+    def _diffusion_config(self) -> DiffusionConfig:
+        return DiffusionConfig(
             batch_size=self.batch_size,
-            learning_rate=self.learning_rate,
-            denoiser_learning_rate=self.denoiser_learning_rate,
-            precision=self.precision,
-            l2_weight=self.l2_weight,
-            contrastive=self.contrastive,
-            contrastive_weight=self.contrastive_weight,
-            temperature=self.temperature,
+            learning_rate=self.denoiser_learning_rate,
             alignment_weight=self.alignment_weight,
-            generate_graphs=self.generate_graphs,
             graph_top_k=self.graph_top_k,
             edge_keep_rate=self.edge_keep_rate,
             sampling_steps=self.sampling_steps,
             sampling_noise=self.sampling_noise,
-            eval_every=self.eval_every,
-            patience=self.patience if has_validation else None,
+            precision=self.precision,
         )
 
-    # -- checkpoints -------------------------------------------------------------------------
-
-    def _write_checkpoint(self, trainer: Trainer, result: TrainingResult, fingerprint: str) -> None:
-        folder = Path(self.checkpoint_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        tree = {
-            "fingerprint": fingerprint,
-            "params": _params_for_file(self.get_params(deep=False)),
-            "state": trainer.training_state(result),
-        }
-        write_archive(folder / CHECKPOINT_NAME, tree, kind="checkpoint")
-
-    def _read_checkpoint(self, path: Any, trainer: Trainer, fingerprint: str) -> TrainingResult:
-        path = Path(path)
-        if path.is_dir():
-            path = path / CHECKPOINT_NAME
-        tree, _ = read_archive(path, kind="checkpoint")
-        if tree["fingerprint"] != fingerprint:
-            raise ValueError(
-                f"The checkpoint {path} was written for other training data (interactions, "
-                "features or validation data differ); resume with the same data."
-            )
-        mine = _params_for_file(self.get_params(deep=False))
-        changed = sorted(
-            key
-            for key, value in tree["params"].items()
-            if key not in _RESUMABLE_CHANGES and mine.get(key) != value
-        )
-        if changed:
-            raise ValueError(
-                f"The checkpoint {path} was written with different hyper-parameters {changed}; "
-                "resume with the same settings (only "
-                f"{sorted(_RESUMABLE_CHANGES)} may change)."
-            )
-        result = tree["state"]["result"]
-        for key in ("best", "last_good"):  # checkpoints of format 1 hold the features there
-            if result[key] is not None:
-                _pop_features(result[key]["network"])
-        return trainer.load_training_state(tree["state"])
-
-    def _finish(self, trainer: Trainer, best: Snapshot) -> None:
+    def _finish_diffmm(self, trainer: Trainer, denoisers: list[Denoiser], best: Snapshot) -> None:
         """Keep the chosen epoch's weights, graphs and output embeddings (on the CPU)."""
-        super()._finish(trainer, best)
-        self.denoisers_ = [d.cpu() for d in trainer.denoisers]
+        self._finish(trainer, best)
+        self.denoisers_ = [d.cpu() for d in denoisers]
         self.generated_graphs_ = (
             None if best.graphs is None else [_to_scipy(g) for g in best.graphs]
         )
@@ -587,9 +569,12 @@ class DiffMMRecommender(FactorRecommender):
         super()._set_fitted_state(state)
         self.modalities_ = tuple(state["modalities_"])
         network_state = dict(state["network"])
-        stored = _pop_features(network_state)  # where files of format 1 hold them
+        stored = pop_features(network_state)  # where files of format 1 hold them
         features = state.get("features", stored)
-        self.network_, self.denoisers_ = self._build_modules(features, None)
+        with modules_for_loading():
+            self.network_, self.denoisers_ = self._build_modules(
+                features, None, len(state["denoisers"])
+            )
         self.network_.load_state_dict(network_state)
         for denoiser, weights in zip(self.denoisers_, state["denoisers"], strict=True):
             denoiser.load_state_dict(weights)
@@ -610,49 +595,6 @@ class DiffMMRecommender(FactorRecommender):
             noise_min=self.noise_min,
             noise_max=self.noise_max,
         )
-
-    @property
-    def _n_trained_items(self) -> int:
-        return self.network_.config.n_items
-
-    def _history_matrix(self, histories: Any) -> sp.csr_matrix:
-        """Interaction histories of new users as a binary (n_users, n_items) matrix."""
-        if sp.issparse(histories):
-            matrix = sp.csr_matrix(histories, dtype=np.float32, copy=True)
-            if matrix.shape[1] != self.n_items_:
-                raise ValueError(
-                    f"histories is a matrix with {matrix.shape[1]} columns, but the model has "
-                    f"{self.n_items_} items; column j must be item index j."
-                )
-        else:
-            if isinstance(histories, (str, bytes)) or not hasattr(histories, "__len__"):
-                raise TypeError(
-                    "histories must be a list with one array of raw item ids per new user, or a "
-                    "users x items sparse matrix."
-                )
-            rows, cols = [], []
-            for row, items in enumerate(histories):
-                if isinstance(items, (str, bytes)) or np.ndim(items) == 0:
-                    items = [items]
-                index = self._items.index(np.asarray(list(items)), name=f"histories[{row}]")
-                rows.append(np.full(len(index), row))
-                cols.append(index)
-            if not rows:
-                raise ValueError("histories is empty; give at least one new user's history.")
-            rows, cols = np.concatenate(rows), np.concatenate(cols)
-            matrix = sp.csr_matrix(
-                (np.ones(len(rows), dtype=np.float32), (rows, cols)),
-                shape=(len(histories), self.n_items_),
-            )
-        matrix.sum_duplicates()
-        matrix.data[:] = 1.0
-        empty = np.flatnonzero(np.diff(matrix.indptr) == 0)
-        if empty.size:
-            raise ValueError(
-                f"histories {empty[:5].tolist()} are empty; a user without interactions has "
-                "nothing to fold in (recommend popular items to them instead)."
-            )
-        return matrix
 
     def recommend_new_users(
         self,
@@ -681,7 +623,8 @@ class DiffMMRecommender(FactorRecommender):
             ``"denoiser"``: each modality's denoiser runs the reverse diffusion from the history
             row (as in graph generation) and the outputs are combined with the fusion weights;
             it scores only the items the model was trained on (items added later with
-            :meth:`add_items` are not candidates).
+            :meth:`add_items` are not candidates). With ``sampling_steps > 0`` or
+            ``sampling_noise``, its noise comes from ``random_state``.
         exclude_seen : bool, default=True
             Leave out the items in each history.
         items, exclude_items, batch_size
@@ -704,9 +647,8 @@ class DiffMMRecommender(FactorRecommender):
         """
         check_is_fitted(self)
         if method not in ("propagation", "denoiser"):
-            raise ValueError(f"method must be 'propagation' or 'denoiser', got {method!r}.")
-        history = self._history_matrix(histories)
-        exclude = history if exclude_seen else None
+            raise InvalidInputError(f"method must be 'propagation' or 'denoiser', got {method!r}.")
+        history = check_histories(histories, self._items)
         allowed = None
         if method == "propagation":
             degrees = np.asarray(self.interactions_.sum(axis=0)).ravel()
@@ -716,39 +658,34 @@ class DiffMMRecommender(FactorRecommender):
                 return users[rows] @ self.item_factors_.T
 
         else:
-            n_trained = self._n_trained_items
+            n_trained = self.network_.config.n_items
             allowed = np.arange(n_trained)
             schedule = self._schedule()
-            generator = torch.Generator().manual_seed(0)
+            seed = np.random.default_rng(self.random_state).integers(2**62)
+            generator = torch.Generator().manual_seed(int(seed))
             weights = torch.softmax(self.network_.fusion_weights.detach(), 0)
 
             def randn(shape: tuple[int, ...]) -> torch.Tensor:
                 return torch.randn(shape, generator=generator)
 
             def score_rows(rows: np.ndarray) -> np.ndarray:
-                # Sparse, as in graph generation: the first step reads only the stored entries.
-                x0 = csr_rows(history[rows][:, :n_trained])
-                total = sum(
-                    weights[m]
-                    * denoise_rows(
-                        denoiser,
-                        schedule,
-                        x0,
-                        sampling_steps=self.sampling_steps,
-                        sampling_noise=self.sampling_noise,
-                        randn=randn,
-                    )
-                    for m, denoiser in enumerate(self.denoisers_)
-                )
                 scores = np.full((len(rows), self.n_items_), -np.inf, dtype=np.float32)
-                scores[:, :n_trained] = total.numpy()
+                scores[:, :n_trained] = denoiser_user_scores(
+                    self.denoisers_,
+                    weights,
+                    schedule,
+                    history[rows][:, :n_trained],
+                    sampling_steps=self.sampling_steps,
+                    sampling_noise=self.sampling_noise,
+                    randn=randn,
+                )
                 return scores
 
         return self._rank(
             score_rows,
             history.shape[0],
             n,
-            exclude=exclude,
+            exclude=history if exclude_seen else None,
             items=items,
             exclude_items=exclude_items,
             batch_size=batch_size,
@@ -789,53 +726,15 @@ class DiffMMRecommender(FactorRecommender):
         array([40, 41])
         """
         check_is_fitted(self)
-        features, frame_items = check_modality_features(modality_features)
-        if tuple(features) != self.modalities_ and set(features) != set(self.modalities_):
-            raise ValueError(
-                f"modality_features has modalities {sorted(features)}, but the model was "
-                f"fitted on {sorted(self.modalities_)}; give exactly those."
-            )
-        for m, name in enumerate(self.modalities_):
-            expected = int(self.network_.modality_features(m).shape[1])
-            if features[name].shape[1] != expected:
-                raise ValueError(
-                    f"modality_features[{name!r}] has {features[name].shape[1]} columns; the "
-                    f"model was fitted with {expected}."
-                )
-        n_new = next(iter(features.values())).shape[0]
-        if frame_items is not None:
-            if item_ids is not None:
-                raise ValueError("Give item_ids only with array features, not with DataFrames.")
-            new_ids = frame_items.ids
-        elif item_ids is not None:
-            new_ids = np.asarray(item_ids)
-            if new_ids.shape != (n_new,):
-                raise ValueError(f"item_ids must have shape ({n_new},), got {new_ids.shape}.")
-        else:
-            if self.item_ids_.dtype.kind not in "iu" or not np.array_equal(
-                self.item_ids_, np.arange(self.n_items_)
-            ):
-                raise ValueError(
-                    "The model's item ids are not the indices 0..n_items-1; pass item_ids= (or "
-                    "DataFrames indexed by the new ids)."
-                )
-            new_ids = np.arange(self.n_items_, self.n_items_ + n_new)
-        if len(set(new_ids.tolist())) != len(new_ids):
-            raise ValueError("The new item ids must be unique.")
-        clash = self._items.contains(new_ids)
-        if np.any(clash):
-            raise ValueError(
-                f"Items {new_ids[clash][:5].tolist()} are already in the catalogue; add_items "
-                "only adds new items."
-            )
+        dims = {
+            name: int(self.network_.modality_features(m).shape[1])
+            for m, name in enumerate(self.modalities_)
+        }
+        features, new_ids = check_new_items(modality_features, item_ids, self._items, dims)
         tensors = [torch.from_numpy(features[name]) for name in self.modalities_]
-        factors = isolated_item_factors(self.network_, tensors).numpy()
-        combined = np.concatenate([self.item_ids_.astype(object), new_ids.astype(object)])
-        if combined.size and all(isinstance(v, (int, np.integer)) for v in combined):
-            combined = combined.astype(np.int64)
-        elif all(isinstance(v, str) for v in combined):
-            combined = combined.astype(str)
-        self._items = IdMap(combined, what="item")
+        factors = self.network_.encode_new_items(tensors).numpy()
+        n_new = len(new_ids)
+        self._items = self._items.extended(new_ids)
         self.item_ids_ = self._items.ids
         self.item_factors_ = np.vstack([self.item_factors_, factors.astype(np.float32)])
         self.n_items_ += n_new
@@ -855,12 +754,6 @@ def _own_features(network: DiffMMNetwork, features: list[np.ndarray], borrowed: 
             network.set_modality_features(m, buffer.clone())
 
 
-def _pop_features(network_state: dict[str, torch.Tensor]) -> list[torch.Tensor]:
-    """Remove the ``features_<m>`` entries (not part of the state_dict since format 2)."""
-    keys = sorted((k for k in network_state if k.startswith("features_")), key=lambda k: int(k[9:]))
-    return [network_state.pop(k) for k in keys]
-
-
 def _to_scipy(graph: torch.Tensor) -> sp.csr_matrix:
     graph = graph.cpu()
     return sp.csr_matrix(
@@ -871,33 +764,3 @@ def _to_scipy(graph: torch.Tensor) -> sp.csr_matrix:
         ),
         shape=tuple(graph.shape),
     )
-
-
-def _params_for_file(params: dict[str, Any]) -> dict[str, Any]:
-    """Hyper-parameters as JSON values (a Generator ``random_state`` cannot be stored)."""
-    out = {}
-    for key, value in params.items():
-        if isinstance(value, np.random.Generator):
-            value = None
-        elif isinstance(value, (torch.device, Path)):
-            value = str(value)
-        elif isinstance(value, tuple):
-            value = list(value)
-        out[key] = value
-    return out
-
-
-def _fingerprint(
-    matrix: sp.csr_matrix, features: dict[str, np.ndarray], held_out: sp.csr_matrix | None
-) -> str:
-    """A digest of the training data, so that a checkpoint only resumes on the same data."""
-    digest = hashlib.sha256()
-    for mat in (matrix, held_out):
-        if mat is not None:
-            digest.update(np.asarray(mat.shape, dtype=np.int64).tobytes())
-            digest.update(mat.indptr.astype(np.int64).tobytes())
-            digest.update(mat.indices.astype(np.int64).tobytes())
-    for name, values in features.items():
-        digest.update(name.encode())
-        digest.update(np.ascontiguousarray(values).tobytes())
-    return digest.hexdigest()

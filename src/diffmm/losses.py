@@ -12,10 +12,8 @@ from ._normalize import normalize_rows
 from ._sparse import add_csr_
 
 __all__ = [
-    "alignment_loss",
     "bpr_loss",
     "denoiser_losses",
-    "diffusion_loss",
     "info_nce",
     "l2_penalty",
 ]
@@ -79,7 +77,7 @@ def info_nce(
     0.2395
     """
     if view_x.device.type != "cpu":
-        # Launch-bound on CUDA: at TikTok sizes on an H200 the path below was ~8% slower.
+        # Launch-bound on CUDA, where the blocked path below is slower (performance page).
         # Scaling the (batch, dim) side by 1/τ saves a pass over the (batch, n_nodes) logits.
         x = normalize_rows(view_x[nodes]) / temperature
         y = normalize_rows(view_y)
@@ -99,16 +97,14 @@ def info_nce(
     return _InfoNCE.apply(x, y, rows, counts, nodes.numel(), shifted, _block_rows(y))
 
 
-# Each (block, n_nodes) piece of exponentials is used for the value and both gradients while
-# it is still in cache, then overwritten by the next. At 8 MiB the pieces are large enough for
-# efficient matrix products and small enough to stay in this kind of machine's last-level
-# cache; kept for a later backward pass (as before), they were written to and read back from
-# main memory, which made the forward product alone twice as slow.
-_BLOCK_BYTES = 8 << 20
+#: Bytes of the one (block, n_nodes) piece of exponentials :func:`info_nce` holds on the CPU:
+#: used for the value and both gradients while still in cache, then overwritten (see the
+#: performance page). Memory estimates (``benchmarks/speed.py``) read it.
+INFO_NCE_BLOCK_BYTES = 8 << 20
 
 
 def _block_rows(y: torch.Tensor) -> int:
-    return max(1, _BLOCK_BYTES // max(y.shape[0] * y.element_size(), 1))
+    return max(1, INFO_NCE_BLOCK_BYTES // max(y.shape[0] * y.element_size(), 1))
 
 
 class _InfoNCE(torch.autograd.Function):
@@ -160,29 +156,6 @@ class _InfoNCE(torch.autograd.Function):
     def backward(ctx, grad):
         grad_x, grad_y = (None if g is None else g * grad for g in ctx.saved_tensors)
         return grad_x, grad_y, None, None, None, None, None
-
-
-def diffusion_loss(x0: torch.Tensor, x0_pred: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Batch mean of ``weight_u · mean_items (x0 − x̂0)²`` (SPEC §3).
-
-    The squared error goes through ``mse_loss``, whose forward and backward are one fused
-    pass each over the (batch, items) rows.
-    """
-    per_user = F.mse_loss(x0_pred, x0.to(x0_pred.dtype), reduction="none").mean(-1)
-    return (weights * per_user).mean()
-
-
-def alignment_loss(
-    x0_pred: torch.Tensor,
-    x0: torch.Tensor,
-    modality_item_embeddings: torch.Tensor,
-    item_embeddings: torch.Tensor,
-) -> torch.Tensor:
-    """Modality-aware signal injection: ``mean_D (x̂0·φ_m(F_m) − x0·E_i)²``, batch mean (SPEC §3).
-
-    ``modality_item_embeddings`` and ``item_embeddings`` come detached from the recommender.
-    """
-    return (x0_pred @ modality_item_embeddings - x0 @ item_embeddings).pow(2).mean(-1).mean()
 
 
 def denoiser_losses(

@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from ._ids import IdMap
 from ._validation import (
-    IdMap,
     Interval,
     Options,
     _is_dataframe,

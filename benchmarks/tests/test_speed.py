@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "speed.py"
 
 
 def test_speed_quick_writes_results(tmp_path):
