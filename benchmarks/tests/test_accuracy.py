@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "accuracy.py"
@@ -104,3 +105,45 @@ def test_late_level_only_for_rows_that_ran_every_epoch(accuracy, tmp_path):
     text = page.read_text()
     assert "old" not in text and text.startswith("before\n") and text.endswith("after\n")
     assert "| full | 2 | 0.1000 ± 0.0000 |" in text and "patient" not in text
+
+
+def test_options_are_compared_to_their_base_user_by_user(accuracy, tmp_path):
+    rng = np.random.default_rng(0)
+    common = {"group": "plus", "device": "cpu", "seconds": 1.0, "best_epoch": 30}
+    base_hits = rng.random((2, 400)) < 0.10
+    better_hits = base_hits | (rng.random((2, 400)) < 0.05)  # finds all the base finds, and more
+    lines, per_user = [], []
+    for config, hits in (("plus_base", base_hits), ("plus_ub1", better_hits)):
+        for seed in (0, 1):
+            key = f"tiktok|{config}|{seed}"
+            recall = hits[seed].astype(float)
+            validation = {"recall@20": recall.mean(), "ndcg@20": recall.mean() / 2}
+            settings = accuracy.CONFIGS[config][1]
+            curve = [0.05] * 20 + [recall.mean()] * 30
+            lines.append(
+                {
+                    **common,
+                    "key": key,
+                    "config": config,
+                    "seed": seed,
+                    "curve": curve,
+                    "settings": settings,
+                    "validation": validation,
+                }
+            )
+            per_user.append({"key": key, "recall@20": list(recall), "ndcg@20": list(recall / 2)})
+    (tmp_path / "accuracy_tiktok.jsonl").write_text("".join(json.dumps(e) + "\n" for e in lines))
+    (tmp_path / "accuracy_tiktok_per_user.jsonl").write_text(
+        "".join(json.dumps(e) + "\n" for e in per_user)
+    )
+    page = tmp_path / "page.md"
+    page.write_text("<!-- plus:start -->\n<!-- plus:end -->\n")
+    args = argparse.Namespace(out=tmp_path, data="tiktok", docs=page)
+    paired = accuracy.summarize(args)["paired"]["plus_ub1"]
+    assert paired["seeds"] == [0, 1]
+    expected = (better_hits.astype(float) - base_hits).mean()
+    assert paired["recall@20"]["mean"] == pytest.approx(expected)
+    assert 0 < paired["recall@20"]["low"] < expected < paired["recall@20"]["high"]
+    assert paired["late_difference"] == pytest.approx(expected)
+    text = page.read_text()
+    assert "| plus_base | 2 |" in text and "(base)" in text and "| plus_ub1 | 2 |" in text

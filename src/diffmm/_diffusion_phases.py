@@ -10,6 +10,7 @@ give the loop no such object.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ from ._graph import drop_edges, top_k_graph
 from ._inference import denoise_rows
 from ._model import Denoiser, DiffMMNetwork
 from ._prefetch import Prefetch
-from ._sparse import csr_rows, spmm
+from ._sparse import add_csr_, csr_rows, spmm
 from .diffusion import DiffusionSchedule, loss_weight, q_sample
 
 __all__ = ["DiffusionConfig", "DiffusionPhases"]
@@ -43,6 +44,10 @@ class DiffusionConfig:
     sampling_steps: int = 0
     sampling_noise: bool = False
     precision: str = "fp32"  # "bf16": the denoisers' dense matrix products in bfloat16
+    # Options (model page): leave each user's own items out of the top-k; score (evaluation
+    # and the fitted factors) with the graphs before edge dropout.
+    exclude_seen: bool = False
+    score_undropped: bool = False
 
     @property
     def matmul_dtype(self) -> torch.dtype:
@@ -92,6 +97,8 @@ class DiffusionPhases:
         self.optimizers = [adam(d.parameters(), config.learning_rate) for d in denoisers]
         self.n_users, self.n_items = self.matrix.shape
         self.graphs: list[torch.Tensor] | None = None  # the latest generated graphs
+        # What the encoder scores with: ``graphs``, or the same graphs before edge dropout.
+        self.scoring_graphs: list[torch.Tensor] | None = None
 
     def _sparse_rows(self, users: np.ndarray) -> torch.Tensor:
         return csr_rows(self.matrix[users], self.device)
@@ -198,7 +205,7 @@ class DiffusionPhases:
     def generate_graphs(self) -> list[torch.Tensor]:
         """A new user–item graph per modality from each user's denoised row; kept in ``graphs``."""
         cfg = self.config
-        graphs = []
+        graphs, undropped = [], []
         users_all = np.arange(self.n_users)
         users = torch.as_tensor(users_all, device=self.device)
         # Top-k written into buffers made up front: no small tensor outlives a batch amid its
@@ -220,11 +227,15 @@ class DiffusionPhases:
                     randn=self._randn,
                     matmul_dtype=cfg.matmul_dtype,
                 )
+                if cfg.exclude_seen:  # propose items the user does not have yet
+                    x = add_csr_(x, rows, alpha=-math.inf)
                 top = (scores[: len(batch)], tops[batch[0] : batch[-1] + 1])  # batch: a range
                 torch.topk(x, cfg.graph_top_k, dim=-1, out=top)
             graph = top_k_graph(users, tops, self.n_users, self.n_items)
             graphs.append(drop_edges(graph, cfg.edge_keep_rate, self.generator))
+            undropped.append(graph)
         self.graphs = graphs
+        self.scoring_graphs = undropped if cfg.score_undropped else graphs
         return graphs
 
     # -- state -----------------------------------------------------------------------------------
@@ -234,7 +245,10 @@ class DiffusionPhases:
         return [{k: v.detach().clone() for k, v in d.state_dict().items()} for d in self.denoisers]
 
     def restore(self, states: list[dict[str, torch.Tensor]], graphs: list | None) -> None:
-        """Put back the denoisers' weights and the generated graphs of a snapshot."""
+        """Put back the denoisers' weights and the scoring graphs of a snapshot.
+
+        The training graphs are generated anew before the next recommender step.
+        """
         for d, state in zip(self.denoisers, states, strict=True):
             d.load_state_dict(state)
-        self.graphs = graphs
+        self.graphs = self.scoring_graphs = graphs

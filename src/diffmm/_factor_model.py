@@ -80,6 +80,8 @@ class FactorRecommender(BaseRecommender):
         "device": [Predicate(_device_ok, "'auto', a device string or a torch.device")],
         "random_state": [Interval(numbers.Integral, 0, None), np.random.Generator, None],
         "verbose": [bool, Interval(numbers.Integral, 0, None)],
+        "user_balance": [Interval(numbers.Real, 0, 1)],
+        "negative_candidates": [POSITIVE_INT],
     }
     _progress_name: str = "training"
 
@@ -114,6 +116,8 @@ class FactorRecommender(BaseRecommender):
             learning_rate=self.learning_rate,
             eval_every=self.eval_every,
             patience=self.patience if has_validation else None,
+            user_balance=self.user_balance,
+            negative_candidates=self.negative_candidates,
         )
 
     def _validation_matrix(self, validation_data: Any) -> sp.csr_matrix | None:

@@ -16,6 +16,7 @@ __all__ = [
     "adjacency_from_matrix",
     "bipartite_adjacency",
     "drop_edges",
+    "item_knn_graph",
     "top_k_graph",
 ]
 
@@ -126,3 +127,56 @@ def drop_edges(
     new_crow = torch.zeros(n + 1, dtype=torch.int64, device=values.device)
     new_crow[1:] = torch.cumsum(counts, 0)
     return sparse_csr(new_crow, col[mask], values[mask] / keep_rate, n)
+
+
+@torch.no_grad()
+def item_knn_graph(
+    queries: list[torch.Tensor],
+    keys: list[torch.Tensor] | None = None,
+    k: int = 10,
+    *,
+    chunk_size: int = 1024,
+) -> torch.Tensor:
+    """The items' nearest neighbours by feature similarity, averaged over modalities.
+
+    Per modality, each query item links to the ``k`` key items whose features are most
+    cosine-similar to its own (itself included when ``keys`` is ``None``: the queries are the
+    keys), each with weight ``1/k``; the modalities' graphs are averaged, so every row sums
+    to 1 (FREEDOM's frozen item–item graph). Never builds more than ``chunk_size`` rows of
+    similarities at a time.
+
+    Parameters
+    ----------
+    queries : list of Tensor of shape (n_queries, d_m)
+        One per modality.
+    keys : list of Tensor of shape (n_keys, d_m), optional
+        The candidate neighbours (default: the queries).
+    k : int
+        Neighbours per item and modality (at most ``n_keys``).
+
+    Returns
+    -------
+    Tensor
+        Sparse CSR of shape (n_queries, n_keys), float32.
+    """
+    keys = queries if keys is None else keys
+    n_queries, n_keys = int(queries[0].shape[0]), int(keys[0].shape[0])
+    k = min(k, n_keys)
+    device = queries[0].device
+    rows = torch.arange(n_queries, device=device).repeat_interleave(k)
+    parts = []
+    for q, key in zip(queries, keys, strict=True):
+        q = torch.nn.functional.normalize(q.to(torch.float32), dim=-1)
+        key = torch.nn.functional.normalize(key.to(torch.float32), dim=-1)
+        cols = torch.cat(
+            [
+                torch.topk(q[start : start + chunk_size] @ key.T, k, dim=-1).indices
+                for start in range(0, n_queries, chunk_size)
+            ]
+        )
+        parts.append(rows * n_keys + cols.reshape(-1))
+    weight = 1.0 / (k * len(queries))
+    edges, counts = torch.unique(torch.cat(parts), return_counts=True)  # sorted by (row, col)
+    crow = torch.zeros(n_queries + 1, dtype=torch.int64, device=device)
+    crow[1:] = torch.cumsum(torch.bincount(edges // n_keys, minlength=n_queries), 0)
+    return sparse_csr(crow, edges % n_keys, counts.to(torch.float32) * weight, (n_queries, n_keys))

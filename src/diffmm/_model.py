@@ -18,8 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from ._graph import item_knn_graph
 from ._normalize import normalize_rows
-from ._sparse import sparse_csr, spmm
+from ._sparse import sparse_csr, spmm, transpose_csr
 
 __all__ = [
     "Denoiser",
@@ -285,6 +286,10 @@ class NetworkConfig:
     n_layers: int = 1  # L
     generated_graph_weight: float = 0.2  # λ_adj
     residual_weight: float = 0.5  # λ_ris
+    # Options (model page): a frozen item–item graph of each item's ``item_knn`` nearest
+    # neighbours by features (0: none), added to the items' output with ``item_graph_weight``.
+    item_knn: int = 0
+    item_graph_weight: float = 1.0
 
 
 class DiffMMNetwork(nn.Module):
@@ -294,7 +299,9 @@ class DiffMMNetwork(nn.Module):
     kept by the caller. Features are stored as buffers so that ``.to(device)`` moves them, but
     not in ``state_dict()``: they are inputs, not weights, so snapshots, checkpoints and
     ``load_state_dict`` neither copy them nor write into them (they may be the caller's
-    read-only arrays).
+    read-only arrays). ``id_items`` (bool, one per item) names the items that have an ID
+    embedding; the others are represented by their features alone (default: all have one).
+    With ``config.item_knn > 0`` the item–item graph is built here from the features.
     """
 
     def __init__(
@@ -303,6 +310,7 @@ class DiffMMNetwork(nn.Module):
         features: list[torch.Tensor],
         *,
         generator: torch.Generator | None = None,
+        id_items: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         if len(features) != len(config.feature_dims) or not features:
@@ -321,6 +329,15 @@ class DiffMMNetwork(nn.Module):
         self.fusion_weights = nn.Parameter(torch.full((n_modalities,), 1.0 / n_modalities))
         for m, feats in enumerate(features):
             self.register_buffer(f"features_{m}", feats.to(torch.float32), persistent=False)
+        # Derived from the data, not learnt: rebuilt, not stored.
+        id_mask = None if id_items is None else id_items.to(torch.float32)[:, None]
+        self.register_buffer("id_mask", id_mask, persistent=False)
+        item_graph = item_graph_t = None
+        if config.item_knn > 0:
+            item_graph = item_knn_graph(features, k=config.item_knn)
+            item_graph_t = transpose_csr(item_graph)
+        self.register_buffer("item_graph", item_graph, persistent=False)
+        self.register_buffer("item_graph_t", item_graph_t, persistent=False)
 
     @property
     def n_modalities(self) -> int:
@@ -373,15 +390,28 @@ class DiffMMNetwork(nn.Module):
         views : list of Tensor of shape (U+I, D)
             Empty unless ``with_views``.
         """
-        return self._encode(
+        items = self._item_ids()
+        output, views = self._encode(
             self.user_embedding,
-            self.item_embedding,
+            items,
             self.modality_item_embeddings(),
             adjacency,
             graphs,
             with_views=with_views,
             graphs_t=graphs_t,
         )
+        if self.item_graph is not None:  # items also get their feature neighbours' IDs
+            n_users = self.config.n_users
+            neighbours = spmm(self.item_graph, items, self.item_graph_t)
+            item_out = output[n_users:] + self.config.item_graph_weight * neighbours
+            output = torch.cat([output[:n_users], item_out])
+        return output, views
+
+    def _item_ids(self) -> torch.Tensor:
+        """The item ID embeddings, zero for items without one."""
+        if self.id_mask is None:
+            return self.item_embedding
+        return self.item_embedding * self.id_mask
 
     @torch.no_grad()
     def encode_new_items(self, features: list[torch.Tensor]) -> torch.Tensor:
@@ -406,6 +436,10 @@ class DiffMMNetwork(nn.Module):
             proj(f.to(torch.float32)) for proj, f in zip(self.projections, features, strict=True)
         ]
         output, _ = self._encode(torch.zeros(0, dim), torch.zeros(n, dim), item_embs, identity)
+        if self.item_graph is not None:  # their nearest fitted items by features
+            trained = [self.modality_features(m) for m in range(self.n_modalities)]
+            graph = item_knn_graph(features, trained, k=self.config.item_knn)
+            output = output + self.config.item_graph_weight * (graph @ self._item_ids())
         return output
 
     def _encode(

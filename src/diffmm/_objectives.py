@@ -17,7 +17,7 @@ from ._diffusion_phases import DiffusionPhases
 from ._model import DiffMMNetwork, LightGCNNetwork
 from ._sparse import transpose_csr
 
-__all__ = ["DiffMMObjective", "LightGCNObjective", "Objective"]
+__all__ = ["DiffMMObjective", "LightGCNObjective", "Objective", "hardest_negatives"]
 
 
 class Objective(Protocol):
@@ -80,6 +80,10 @@ class DiffMMObjective:
     def _graphs(self) -> list[torch.Tensor] | None:
         return None if self.diffusion is None else self.diffusion.graphs
 
+    @property
+    def _scoring_graphs(self) -> list[torch.Tensor] | None:
+        return None if self.diffusion is None else self.diffusion.scoring_graphs
+
     def begin_epoch(self) -> None:
         # G_m is not symmetric after edge dropout: transpose it once for all backward passes.
         graphs = self._graphs
@@ -95,6 +99,7 @@ class DiffMMObjective:
             self.adjacency, self._graphs, with_views=use_cl, graphs_t=self._graphs_t
         )
         user_out, item_out = output[:n_users], output[n_users:]
+        negatives = hardest_negatives(user_out, item_out, users, negatives)
         bpr = losses.bpr_loss(user_out[users], item_out[items], item_out[negatives])
         l2 = self.l2_weight * losses.l2_penalty(network.user_embedding, network.item_embedding)
         if use_cl:
@@ -130,7 +135,7 @@ class DiffMMObjective:
 
     def encode(self) -> torch.Tensor:
         self.network.eval()
-        output, _ = self.network(self.adjacency, self._graphs)
+        output, _ = self.network(self.adjacency, self._scoring_graphs)
         return output
 
     def epoch_record(self) -> dict[str, object]:
@@ -154,6 +159,7 @@ class LightGCNObjective:
         network = self.network
         output = network(self.adjacency)
         user_out, item_out = output[: network.n_users], output[network.n_users :]
+        negatives = hardest_negatives(user_out, item_out, users, negatives)
         bpr = losses.bpr_loss(user_out[users], item_out[items], item_out[negatives])
         table = network.item_embedding
         rows = (network.user_embedding[users], table[items], table[negatives])
@@ -174,3 +180,19 @@ def _total(
     """The loss to minimise, and its parts (detached) for the epoch's mean losses."""
     parts = torch.stack([bpr.detach(), l2.detach(), cl.detach()])
     return bpr + l2 + contrastive_weight * cl, parts
+
+
+def hardest_negatives(
+    user_out: torch.Tensor, item_out: torch.Tensor, users: torch.Tensor, negatives: torch.Tensor
+) -> torch.Tensor:
+    """Each row's highest-scoring candidate negative under the current embeddings.
+
+    ``negatives`` of shape (batch,) is returned as it is; of shape (batch, K), the candidate
+    ``j`` with the largest ``e_u·e_j`` is picked per row (no gradient flows through the pick).
+    """
+    if negatives.ndim == 1:
+        return negatives
+    with torch.no_grad():
+        scores = torch.einsum("bd,bkd->bk", user_out[users], item_out[negatives])
+        pick = scores.argmax(dim=1, keepdim=True)
+    return negatives.gather(1, pick).squeeze(1)

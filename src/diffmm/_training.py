@@ -54,23 +54,38 @@ class TrainingConfig:
     learning_rate: float = 1e-3
     eval_every: int = 1
     patience: int | None = None
+    # Options (model page): 0 = every interaction once per epoch, in random order; > 0 draws
+    # (user, item) pairs with users weighted by degree^(1 − user_balance).
+    user_balance: float = 0.0
+    negative_candidates: int = 1  # > 1: the best-scoring of this many uniform negatives
 
 
 def sample_negatives(
-    matrix: sp.csr_matrix, users: np.ndarray, rng: np.random.Generator
+    matrix: sp.csr_matrix,
+    users: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    excluded: np.ndarray | None = None,
 ) -> np.ndarray:
     """One item per entry of ``users``, uniform among the items that user has not interacted with.
 
     Exact and vectorised: draws for all rows at once and redraws only the rows that hit a
-    positive, until none does (SPEC §6).
+    positive, until none does (model page: "Training the recommender"). ``excluded`` (a
+    boolean mask over items) names items that are never drawn, for any user.
     """
     n_items = matrix.shape[1]
     matrix = matrix.tocsr()
     matrix.sort_indices()
     degree = np.diff(matrix.indptr)
-    if np.any(degree[users] >= n_items):
-        raise ValueError("A user has interacted with every item; no negative can be sampled.")
     rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), degree)
+    available = n_items - degree
+    if excluded is not None:
+        excluded_positives = np.bincount(
+            rows, weights=excluded[matrix.indices], minlength=len(degree)
+        ).astype(np.int64)
+        available = available - (int(excluded.sum()) - excluded_positives)
+    if np.any(available[users] <= 0):
+        raise ValueError("A user has interacted with every item; no negative can be sampled.")
     positive_keys = rows * n_items + matrix.indices  # sorted: CSR is row-major, columns sorted
     users = np.asarray(users, dtype=np.int64)
     negatives = rng.integers(0, n_items, size=len(users))
@@ -79,9 +94,30 @@ def sample_negatives(
         keys = users[pending] * n_items + negatives[pending]
         pos = np.minimum(np.searchsorted(positive_keys, keys), max(len(positive_keys) - 1, 0))
         hit = positive_keys[pos] == keys if len(positive_keys) else np.zeros(len(keys), bool)
+        if excluded is not None:
+            hit |= excluded[negatives[pending]]
         pending = pending[hit]
         negatives[pending] = rng.integers(0, n_items, size=pending.size)
     return negatives
+
+
+def sample_pairs(
+    matrix: sp.csr_matrix, n: int, balance: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` (user, positive item) pairs drawn with replacement, users weighted by degree.
+
+    A user ``u`` with ``d_u`` training items is drawn with probability proportional to
+    ``d_u^(1 − balance)``, then one of their items uniformly: ``balance = 0`` draws
+    interactions uniformly, ``balance = 1`` draws users uniformly (model page: "Options").
+    """
+    matrix = matrix.tocsr()
+    degree = np.diff(matrix.indptr)
+    active = np.flatnonzero(degree > 0)
+    weights = degree[active].astype(np.float64) ** (1.0 - balance)
+    users = rng.choice(active, size=n, p=weights / weights.sum())
+    offsets = np.floor(rng.random(n) * degree[users]).astype(np.int64)
+    items = matrix.indices[matrix.indptr[users] + offsets].astype(np.int64)
+    return users.astype(np.int64), items
 
 
 @dataclass
@@ -127,6 +163,8 @@ class Trainer:
     evaluate : callable, optional
         ``evaluate(user_factors, item_factors)``, a higher-is-better validation score: the
         best-scoring epoch is kept and patience counts evaluations without improvement.
+    never_negative : ndarray of bool of shape (n_items,), optional
+        Items never sampled as negatives.
     """
 
     def __init__(
@@ -139,6 +177,7 @@ class Trainer:
         rng: np.random.Generator,
         diffusion: DiffusionPhases | None = None,
         evaluate: Evaluate | None = None,
+        never_negative: np.ndarray | None = None,
     ) -> None:
         self.objective = objective
         self.network = objective.network
@@ -148,6 +187,7 @@ class Trainer:
         self.device = device
         self.rng = rng
         self.evaluate = evaluate
+        self.never_negative = never_negative
         self.optimizer = adam(self.network.parameters(), config.learning_rate)
         coo = self.matrix.tocoo()
         self.train_users = coo.row.astype(np.int64)
@@ -164,21 +204,38 @@ class Trainer:
 
     # -- the recommender step (model page: "Training the recommender") -------------------------
 
+    def _epoch_triples(self) -> np.ndarray:
+        """The epoch's (user, item, negative candidates...) columns, in batch order."""
+        cfg = self.config
+        k = cfg.negative_candidates
+        if cfg.user_balance == 0:  # every interaction once
+            users, items = self.train_users, self.train_items
+            negatives = self._negatives(users if k == 1 else np.repeat(users, k))
+            order = self.rng.permutation(len(users))
+            users, items, negatives = users[order], items[order], negatives.reshape(-1, k)[order]
+        else:
+            n = len(self.train_users)
+            users, items = sample_pairs(self.matrix, n, cfg.user_balance, self.rng)
+            negatives = self._negatives(np.repeat(users, k)).reshape(-1, k)
+        return np.concatenate([users[None], items[None], negatives.T])
+
+    def _negatives(self, users: np.ndarray) -> np.ndarray:
+        return sample_negatives(self.matrix, users, self.rng, excluded=self.never_negative)
+
     def recommender_epoch(self) -> dict[str, float]:
-        """One pass over all training interactions, one uniform negative each."""
+        """One pass over the training interactions (or as many drawn pairs) with negatives."""
         cfg = self.config
         self.network.train()
-        negatives = sample_negatives(self.matrix, self.train_users, self.rng)
         totals = torch.zeros(3, device=self.device)
         n_batches = 0
-        order = self.rng.permutation(len(self.train_users))
+        # The epoch's triples, moved to the device once: each batch is a slice (on a GPU, no
+        # host-to-device copy per batch).
+        triples = torch.as_tensor(self._epoch_triples(), device=self.device)
         self.objective.begin_epoch()
-        # The epoch's (user, item, negative) triples in batch order, moved to the device once:
-        # each batch is a slice (on a GPU, no host-to-device copy per batch).
-        triples = np.stack([self.train_users[order], self.train_items[order], negatives[order]])
-        triples = torch.as_tensor(triples, device=self.device)
-        for start in range(0, len(order), cfg.batch_size):
-            users, items, negs = triples[:, start : start + cfg.batch_size]
+        for start in range(0, triples.shape[1], cfg.batch_size):
+            batch = triples[:, start : start + cfg.batch_size]
+            users, items = batch[0], batch[1]
+            negs = batch[2] if cfg.negative_candidates == 1 else batch[2:].T
             loss, parts = self.objective.batch_loss(users, items, negs)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -204,7 +261,7 @@ class Trainer:
             epoch=epoch,
             network={k: v.detach().clone() for k, v in self.network.state_dict().items()},
             denoisers=[] if diffusion is None else diffusion.module_states(),
-            graphs=None if diffusion is None else diffusion.graphs,
+            graphs=None if diffusion is None else diffusion.scoring_graphs,
         )
 
     def restore(self, snapshot: Snapshot) -> None:

@@ -132,6 +132,12 @@ class LightGCNRecommender(FactorRecommender):
     verbose : bool, default=False
         Show a progress bar with the running losses; otherwise progress goes to the
         ``"diffmm"`` logger.
+    user_balance : float, default=0.0
+        How the (user, item) pairs are drawn: 0, every interaction once per epoch; above 0,
+        as many pairs with users weighted by ``deg(u)^(1 − user_balance)`` (1: uniform over
+        users), as in :class:`~diffmm.DiffMMRecommender`.
+    negative_candidates : int, default=1
+        Negatives drawn per pair; above 1 the highest-scoring of them is used.
     user_col, item_col, weight_col : str
         Column names for DataFrame input.
 
@@ -190,6 +196,8 @@ class LightGCNRecommender(FactorRecommender):
         device: str | torch.device = "auto",
         random_state: int | np.random.Generator | None = None,
         verbose: bool = False,
+        user_balance: float = 0.0,
+        negative_candidates: int = 1,
         user_col: str = "user",
         item_col: str = "item",
         weight_col: str | None = "weight",
@@ -207,6 +215,8 @@ class LightGCNRecommender(FactorRecommender):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.user_balance = user_balance
+        self.negative_candidates = negative_candidates
         self.user_col = user_col
         self.item_col = item_col
         self.weight_col = weight_col

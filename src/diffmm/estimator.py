@@ -197,6 +197,33 @@ class DiffMMRecommender(FactorRecommender):
         ``False`` keeps the reference afterwards, which saves the features' size in memory on
         large catalogues; the fitted model then holds those arrays, so do not modify them.
         Other inputs are converted to a float32 copy either way.
+    user_balance : float, default=0.0
+        How the recommender step draws its (user, item) pairs. 0: every training interaction
+        once per epoch, in random order (the published model). Above 0: as many pairs drawn
+        with replacement, user ``u`` with probability proportional to ``deg(u)^(1 −
+        user_balance)`` and then one of their items uniformly; 1 draws users uniformly, so
+        users with few interactions get as much of the gradient as heavy users.
+    negative_candidates : int, default=1
+        Negatives drawn per pair; above 1 the highest-scoring of them is used (hard
+        negatives).
+    cold_items : {"id", "features"}, default="id"
+        ``"features"``: items without a training interaction have no ID embedding (they are
+        represented by their features, as items added with :meth:`add_items` are) and are
+        never sampled as negatives.
+    score_undropped_graphs : bool, default=False
+        Evaluate and compute the fitted factors with the generated graphs before edge dropout
+        (their expected value, since kept edges are scaled by ``1/edge_keep_rate``) instead of
+        the epoch's dropped sample.
+    generation_excludes_seen : bool, default=False
+        Generate edges only to items a user has not interacted with (each user's own items
+        are left out before the top-k).
+    item_knn : int, default=0
+        Above 0: a frozen item–item graph links each item to its ``item_knn`` most
+        feature-similar items per modality (FREEDOM's graph, averaged over modalities), and
+        each item's output adds ``item_graph_weight`` times the mean of its neighbours' ID
+        embeddings.
+    item_graph_weight : float, default=1.0
+        Weight of the item–item graph's term (with ``item_knn > 0``).
     user_col, item_col, weight_col : str
         Column names for DataFrame input.
 
@@ -263,6 +290,11 @@ class DiffMMRecommender(FactorRecommender):
         "checkpoint_dir": [str, Path, None],
         "checkpoint_every": [POSITIVE_INT],
         "copy_features": [bool],
+        "cold_items": [Options({"id", "features"})],
+        "score_undropped_graphs": [bool],
+        "generation_excludes_seen": [bool],
+        "item_knn": [Interval(numbers.Integral, 0, None)],
+        "item_graph_weight": [NON_NEGATIVE],
     }
 
     def __init__(
@@ -306,6 +338,13 @@ class DiffMMRecommender(FactorRecommender):
         checkpoint_dir: str | Path | None = None,
         checkpoint_every: int = 1,
         copy_features: bool = True,
+        user_balance: float = 0.0,
+        negative_candidates: int = 1,
+        cold_items: Literal["id", "features"] = "id",
+        score_undropped_graphs: bool = False,
+        generation_excludes_seen: bool = False,
+        item_knn: int = 0,
+        item_graph_weight: float = 1.0,
         user_col: str = "user",
         item_col: str = "item",
         weight_col: str | None = "weight",
@@ -348,6 +387,13 @@ class DiffMMRecommender(FactorRecommender):
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
         self.copy_features = copy_features
+        self.user_balance = user_balance
+        self.negative_candidates = negative_candidates
+        self.cold_items = cold_items
+        self.score_undropped_graphs = score_undropped_graphs
+        self.generation_excludes_seen = generation_excludes_seen
+        self.item_knn = item_knn
+        self.item_graph_weight = item_graph_weight
         self.user_col = user_col
         self.item_col = item_col
         self.weight_col = weight_col
@@ -428,6 +474,7 @@ class DiffMMRecommender(FactorRecommender):
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             tensors = [torch.from_numpy(features[m]) for m in names]
         network, denoisers = self._build_modules(tensors, init_generator, len(tensors))
+        n_items = network.config.n_items
         network, denoisers = network.to(device), [d.to(device) for d in denoisers]
         diffusion = None
         if self.generate_graphs:
@@ -458,6 +505,7 @@ class DiffMMRecommender(FactorRecommender):
             rng=rng,
             diffusion=diffusion,
             evaluate=self._validation_scorer(self.interactions_, held_out),
+            never_negative=None if network.id_mask is None else ~self._id_items(n_items).numpy(),
         )
         self.modalities_ = names
         self.device_ = device
@@ -501,14 +549,24 @@ class DiffMMRecommender(FactorRecommender):
             n_layers=self.n_layers,
             generated_graph_weight=self.generated_graph_weight,
             residual_weight=self.residual_weight,
+            item_knn=self.item_knn,
+            item_graph_weight=self.item_graph_weight,
         )
+
+    def _id_items(self, n_items: int) -> torch.Tensor | None:
+        """Which of the first ``n_items`` items have an ID embedding (None: all of them)."""
+        if self.cold_items == "id":
+            return None
+        return torch.from_numpy(self.interactions_[:, :n_items].getnnz(axis=0) > 0)
 
     def _build_modules(
         self, features: list[torch.Tensor], generator: torch.Generator | None, n_denoisers: int
     ) -> tuple[DiffMMNetwork, list[Denoiser]]:
         n_items = int(features[0].shape[0])
         config = self._network_config(n_items, tuple(int(f.shape[1]) for f in features))
-        network = DiffMMNetwork(config, features, generator=generator)
+        network = DiffMMNetwork(
+            config, features, generator=generator, id_items=self._id_items(n_items)
+        )
         denoisers = [
             Denoiser(
                 n_items,
@@ -532,6 +590,8 @@ class DiffMMRecommender(FactorRecommender):
             sampling_steps=self.sampling_steps,
             sampling_noise=self.sampling_noise,
             precision=self.precision,
+            exclude_seen=self.generation_excludes_seen,
+            score_undropped=self.score_undropped_graphs,
         )
 
     def _finish_diffmm(self, trainer: Trainer, denoisers: list[Denoiser], best: Snapshot) -> None:
