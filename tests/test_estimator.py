@@ -374,11 +374,13 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_good_weights(tiny_data, 
 
     monkeypatch.setattr(losses, "bpr_loss", flaky_bpr)
     model = small_model(epochs=3)
-    with pytest.raises(NonFiniteLossError, match="bpr loss became nan in epoch 2"):
+    with pytest.raises(NonFiniteLossError, match="bpr loss became nan in epoch 2") as caught:
         model.fit(tiny_data.train, tiny_data.features)
-    assert model.best_epoch_ == 1
-    assert np.all(np.isfinite(model.user_factors_))
-    _, scores = model.recommend([0], n=3)
+    assert not hasattr(model, "user_factors_")  # the estimator is as it was: unfitted
+    kept = caught.value.model  # the best weights so far, as a fitted model
+    assert kept.best_epoch_ == 1
+    assert np.all(np.isfinite(kept.user_factors_))
+    _, scores = kept.recommend([0], n=3)
     assert np.all(np.isfinite(scores))
 
 

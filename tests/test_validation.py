@@ -215,7 +215,10 @@ def test_interaction_matrix_unknown_ids():
 # ---------------------------------------------------------------------------------------------
 
 int_ids = st.integers(0, 10**12)
-str_ids = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=["Cs"]))
+# Not empty: "" is the padding id of string-id recommendations, never an id.
+str_ids = st.text(
+    st.characters(blacklist_characters="\x00", blacklist_categories=["Cs"]), min_size=1
+)
 mixed_ids = st.one_of(st.integers(-(10**6), 10**6), str_ids)
 raw_ids = st.one_of(st.integers(0, 10**6), str_ids)  # interactions refuse negative integers
 

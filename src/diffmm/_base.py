@@ -19,10 +19,10 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from . import metrics as _metrics
-from ._errors import InvalidInputError
+from ._errors import InvalidInputError, NonFiniteLossError
 from ._evaluation import evaluate_scorer
 from ._ids import IdMap
-from ._persistence import ModelFileError, read_archive, write_archive
+from ._persistence import FileState, ModelFileError, read_archive, write_archive
 from ._ranking import rank, reusing_block
 from ._validation import (
     binarize,
@@ -62,6 +62,27 @@ class BaseRecommender(BaseEstimator):
             timestamp_col=None,
             name=name,
         )
+
+    def _transaction(self, fit: Any) -> Any:
+        """Run ``fit(estimator)`` on a fresh estimator with this one's parameters, then adopt
+        its fitted state; if ``fit`` raises, this estimator is left exactly as it was.
+
+        A :class:`NonFiniteLossError` raised after some epochs carries the model with the
+        best weights so far as ``exc.model``.
+        """
+        candidate = type(self)(**self.get_params(deep=False))
+        try:
+            fit(candidate)
+        except NonFiniteLossError as exc:
+            if exc.snapshot is not None:
+                exc.model = candidate
+            raise
+        for key in [k for k in vars(self) if _is_fitted_attribute(k)]:
+            delattr(self, key)
+        for key, value in vars(candidate).items():
+            if _is_fitted_attribute(key):
+                setattr(self, key, value)
+        return self
 
     def _validate_params(self) -> None:
         constraints: dict[str, list] = {}
@@ -133,22 +154,32 @@ class BaseRecommender(BaseEstimator):
             "interaction_weights": self.interaction_weights_.data,
         }
 
-    def _set_fitted_state(self, state: dict[str, Any]) -> None:
-        self._users = IdMap(state["user_ids_"], what="user")
-        self._items = IdMap(state["item_ids_"], what="item")
+    def _set_fitted_state(self, state: FileState) -> None:
+        """Set the fitted attributes from a file's state, checking that its parts agree."""
+        self._users = _id_map(state, "user_ids_", "user")
+        self._items = _id_map(state, "item_ids_", "item")
         self.user_ids_ = self._users.ids
         self.item_ids_ = self._items.ids
         self.n_users_ = len(self._users)
         self.n_items_ = len(self._items)
-        parts = state["interactions"]
-        shape = tuple(int(n) for n in parts["shape"])
-        indices, indptr = parts["indices"], parts["indptr"]
+        parts = state.sub("interactions")
+        shape = (self.n_users_, self.n_items_)
+        stored = parts.ints("shape", 2)
+        if stored != list(shape):
+            raise state.error(f"the interactions have shape {stored}, the id maps {shape}")
+        indptr = parts.array("indptr", ndim=1, kinds="iu", shape=(self.n_users_ + 1,))
+        indices = parts.array("indices", ndim=1, kinds="iu", non_negative=True)
+        weights = state.array(
+            "interaction_weights", ndim=1, kinds="f", shape=(len(indices),), finite=True
+        )
+        if indptr[0] != 0 or indptr[-1] != len(indices) or np.any(np.diff(indptr) < 0):
+            raise state.error("the interactions' row pointers are not a CSR matrix's")
+        if indices.size and indices.max() >= self.n_items_:
+            raise state.error("the interactions refer to items beyond the item ids")
         self.interactions_ = sp.csr_matrix(
             (np.ones(len(indices), dtype=np.float32), indices, indptr), shape=shape
         )
-        self.interaction_weights_ = sp.csr_matrix(
-            (state["interaction_weights"], indices, indptr), shape=shape
-        )
+        self.interaction_weights_ = sp.csr_matrix((weights, indices, indptr), shape=shape)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Save the fitted model to one file that loads without executing code.
@@ -192,20 +223,36 @@ class BaseRecommender(BaseEstimator):
     def load(cls, path: str | os.PathLike):
         """Load a model written by :meth:`save` (on the CPU; no code is executed).
 
-        Raises :class:`diffmm.ModelFileError` for a corrupted file, a file of another kind or a
-        format newer than this version of the package reads.
+        The file's hyper-parameters are checked as ``fit`` checks them, and its parts (id
+        maps, interactions, factors, network weights) must agree with each other. A
+        ``checkpoint_dir`` is not restored: a loaded model that is cloned and fitted again
+        writes no checkpoints unless told where.
+
+        Raises :class:`diffmm.ModelFileError` for a corrupted or inconsistent file, a file of
+        another kind or a format newer than this version of the package reads.
         """
         tree, _ = read_archive(path, kind="model")
-        if tree.get("class") != cls.__name__:
+        if not isinstance(tree, dict) or tree.get("class") != cls.__name__:
+            found = tree.get("class") if isinstance(tree, dict) else None
             raise ModelFileError(
-                f"{path} holds a {tree.get('class')}, not a {cls.__name__}; load it with "
-                "that class."
+                f"{path} holds a {found}, not a {cls.__name__}; load it with that class."
             )
+        content = FileState(tree, str(path))
+        params = dict(content.value("params", dict))
+        known = cls().get_params(deep=False)
+        unknown = sorted(set(params) - set(known), key=str)
+        if unknown:
+            raise ModelFileError(
+                f"{path} has settings this {cls.__name__} does not know: {unknown}"
+            )
+        if "checkpoint_dir" in known:
+            params["checkpoint_dir"] = None
+        model = cls(**params)
         try:
-            model = cls(**tree["params"])
-            model._set_fitted_state(tree["fitted"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            raise ModelFileError(f"{path} is corrupted or incomplete: {exc}") from None
+            model._validate_params()
+        except InvalidInputError as exc:
+            raise ModelFileError(f"{path} holds settings that fit would refuse: {exc}") from None
+        model._set_fitted_state(content.sub("fitted"))
         return model
 
     # -- scoring hooks -----------------------------------------------------------------------
@@ -274,13 +321,21 @@ class BaseRecommender(BaseEstimator):
         Returns
         -------
         item_ids : ndarray of shape (n_users, n)
-            Raw item ids.
+            Raw item ids. Where a user had fewer than ``n`` candidate items left after the
+            exclusions, the list is padded with an id that is never an item's: ``-1`` for
+            integer ids, ``""`` for string ids, ``None`` for ids of mixed types.
         scores : ndarray of shape (n_users, n)
-            Their scores. A score of ``-inf`` marks padding: that user had fewer than ``n``
-            candidate items left after exclusions.
+            Their scores; ``-inf`` at padding.
         """
         check_is_fitted(self)
-        user_arr = np.atleast_1d(np.asarray(users))
+        if _has_bool(users):  # NumPy would turn [0, True] into [0, 1]
+            raise InvalidInputError("users contain booleans; ids must be integers or strings.")
+        if np.ma.isMaskedArray(users) and np.ma.is_masked(users):
+            raise InvalidInputError("users is a masked array; drop the masked ids first.")
+        try:
+            user_arr = np.atleast_1d(np.asarray(users))
+        except ValueError:  # ragged nested sequences
+            raise InvalidInputError("users must be a 1-D array of user ids.") from None
         if user_arr.ndim != 1:
             raise InvalidInputError(
                 f"users must be a 1-D array of user ids, got shape {user_arr.shape}."
@@ -355,7 +410,7 @@ class BaseRecommender(BaseEstimator):
             owned_blocks=True,  # fresh or scratch blocks: masked in place
         )
         padding = top < 0
-        top = candidates[np.where(padding, 0, top)]
+        top = np.where(padding, -1, candidates[np.where(padding, 0, top)])
         return self._items.to_ids(top), np.where(padding, -np.inf, top_scores)
 
     def _chunk_scorer(self, user_idx: np.ndarray) -> Any:
@@ -442,3 +497,25 @@ class BaseRecommender(BaseEstimator):
         tags.target_tags.required = False
         tags.non_deterministic = False
         return tags
+
+
+def _id_map(state: FileState, key: str, what: str) -> IdMap:
+    ids = state.array(key, ndim=1, kinds="iuUO")
+    if ids.dtype.kind in "iu" and ids.size and ids.min() < 0:
+        raise state.error(f"the {what} ids hold negative numbers")
+    try:
+        return IdMap(ids, what=what)
+    except InvalidInputError as exc:
+        raise state.error(f"the {what} ids: {exc}") from None
+
+
+def _is_fitted_attribute(name: str) -> bool:
+    """Fitted state: scikit-learn's ``name_`` convention, and the id maps behind the ids."""
+    return (name.endswith("_") and not name.startswith("__")) or name in ("_users", "_items")
+
+
+def _has_bool(values: Any) -> bool:
+    """A list or tuple holding booleans (which NumPy would silently make 0 and 1)."""
+    return isinstance(values, (list, tuple)) and any(
+        isinstance(v, (bool, np.bool_)) for v in values
+    )

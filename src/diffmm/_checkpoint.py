@@ -9,6 +9,7 @@ Resuming checks that the data and the settings that shape the model are the same
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,14 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ._persistence import read_archive, write_archive
+from ._errors import InvalidInputError, ModelFileError
+from ._persistence import FileState, read_archive, write_archive
 from ._sparse import sparse_csr
 from ._training import Snapshot, Trainer, TrainingResult
 
 __all__ = [
     "CHECKPOINT_NAME",
+    "check_folder",
     "fingerprint",
     "params_for_file",
     "pop_features",
@@ -81,6 +84,30 @@ def pop_features(network_state: dict[str, torch.Tensor]) -> list[torch.Tensor]:
     return [network_state.pop(k) for k in keys]
 
 
+def check_folder(folder: str | Path) -> Path:
+    """Make sure checkpoints can be written to ``folder`` (created if missing) before training.
+
+    Raises :class:`InvalidInputError` naming the problem: the path is a file, or the folder
+    cannot be created or written to.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InvalidInputError(
+            f"checkpoint_dir {folder} is a file, not a folder; give a folder to write "
+            f"{CHECKPOINT_NAME} into."
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise InvalidInputError(
+            f"Cannot write checkpoints to {folder}: {exc.strerror or exc}. Give a writable "
+            "checkpoint_dir (or None)."
+        ) from None
+    return folder
+
+
 def write_checkpoint(
     folder: str | Path,
     trainer: Trainer,
@@ -116,7 +143,8 @@ def read_checkpoint(
     if path.is_dir():
         path = path / CHECKPOINT_NAME
     tree, _ = read_archive(path, kind="checkpoint")
-    if tree["fingerprint"] != data_digest:
+    content = FileState(tree, str(path))
+    if content.value("fingerprint", str) != data_digest:
         raise ValueError(
             f"The checkpoint {path} was written for other training data (interactions, "
             "features or validation data differ); resume with the same data."
@@ -124,7 +152,7 @@ def read_checkpoint(
     mine = params_for_file(params)
     changed = sorted(
         key
-        for key, value in tree["params"].items()
+        for key, value in content.value("params", dict).items()
         if key not in _RESUMABLE_CHANGES and mine.get(key) != value
     )
     if changed:
@@ -132,13 +160,75 @@ def read_checkpoint(
             f"The checkpoint {path} was written with different hyper-parameters {changed}; "
             f"resume with the same settings (only {sorted(_RESUMABLE_CHANGES)} may change)."
         )
-    state = tree["state"]
-    saved = state["result"]
+    state = _checked_state(content.sub("state"), trainer)
+    try:
+        return trainer.load_state_dict(state)
+    except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
+        # torch's optimiser and generator states, NumPy's bit generator: refused as damaged.
+        raise ModelFileError(f"The checkpoint {path} is damaged: {exc!r}") from None
+
+
+def _checked_state(state: FileState, trainer: Trainer) -> dict[str, Any]:
+    """The loop state of a checkpoint, its structure checked (weights are checked on load)."""
+    result = state.sub("result")
+    history = result.value("history", list)
+    if not all(isinstance(record, dict) for record in history):
+        raise state.error("the checkpoint's history is not a list of records")
+    checked = {
+        "history": history,
+        "stale": result.value("stale", int),
+        "epoch": result.value("epoch", int),
+        "stopped_early": result.value("stopped_early", bool),
+    }
     for key in ("best", "last_good"):
-        if saved[key] is not None:  # checkpoints of format 1 hold the features there
-            pop_features(saved[key]["network"])
-        saved[key] = _snapshot_from_dict(saved[key], trainer.device)
-    return trainer.load_state_dict(state)
+        snapshot = result.value(key, dict, allow_none=True)
+        checked[key] = None if snapshot is None else _snapshot(FileState(snapshot, key), trainer)
+    optimizers = state.value("denoiser_optimizers", list)
+    if not all(isinstance(o, dict) for o in [state.value("optimizer", dict), *optimizers]):
+        raise state.error("an optimiser state is not a mapping")
+    generator = state.value("generator", torch.Tensor, allow_none=True)
+    return {
+        "result": checked,
+        "optimizer": state.value("optimizer", dict),
+        "denoiser_optimizers": optimizers,
+        "rng": state.value("rng", dict),
+        "generator": generator,
+    }
+
+
+def _snapshot(snapshot: FileState, trainer: Trainer) -> Snapshot:
+    network = snapshot.tensor_dict("network")
+    pop_features(network)  # checkpoints of format 1 hold the features there
+    denoisers = snapshot.value("denoisers", list)
+    graphs = snapshot.value("graphs", list, allow_none=True)
+    data = {
+        "epoch": snapshot.value("epoch", int),
+        "score": snapshot.value("score", float, int, allow_none=True),
+        "network": network,
+        "denoisers": [_tensors(d, snapshot) for d in denoisers],
+        "graphs": None if graphs is None else [_graph_parts_checked(g, snapshot) for g in graphs],
+    }
+    return _snapshot_from_dict(data, trainer.device)
+
+
+def _tensors(value: Any, where: FileState) -> dict[str, torch.Tensor]:
+    if not (isinstance(value, dict) and all(isinstance(v, torch.Tensor) for v in value.values())):
+        raise where.error("a denoiser's weights are not tensors")
+    return value
+
+
+def _graph_parts_checked(value: Any, where: FileState) -> dict[str, torch.Tensor]:
+    keys = {"crow", "col", "values", "size"}
+    if not (isinstance(value, dict) and set(value) == keys):
+        raise where.error("a generated graph is malformed")
+    if not all(isinstance(value[k], torch.Tensor) for k in keys):
+        raise where.error("a generated graph is malformed")
+    crow, col, size = value["crow"], value["col"], int(value["size"].reshape(-1)[0])
+    ok = crow.ndim == 1 and len(crow) == size + 1 and col.ndim == 1
+    ok = ok and len(value["values"]) == len(col) and int(crow[-1]) == len(col) and int(crow[0]) == 0
+    if not ok or (len(col) and (int(col.min()) < 0 or int(col.max()) >= size)):
+        raise where.error("a generated graph is not a CSR matrix")
+    return value
 
 
 def _graph_parts(graph: torch.Tensor) -> dict[str, torch.Tensor]:

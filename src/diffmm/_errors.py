@@ -26,11 +26,14 @@ class ModelFileError(ValueError):
 class NonFiniteLossError(FloatingPointError):
     """A loss became NaN or infinite during training.
 
-    ``snapshot`` holds the weights and graphs that were restored (``None`` when no epoch had
-    completed) and ``history`` the per-epoch records up to the failure.
+    ``fit`` leaves the estimator as it was before the call. ``model`` is a fitted copy with
+    the weights of the best epoch so far (``None`` when no epoch had completed), ``history``
+    the per-epoch records up to the failure and ``snapshot`` the training loop's copy of
+    those weights.
     """
 
     def __init__(self, message: str, snapshot: Any = None, history: Any = None) -> None:
         super().__init__(message)
         self.snapshot = snapshot
         self.history = history or []
+        self.model: Any = None

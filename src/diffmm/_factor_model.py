@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import numbers
+import os
 import warnings
 from collections.abc import Callable
 from functools import partial
@@ -23,6 +24,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._base import BaseRecommender
 from ._errors import InvalidInputError
 from ._evaluation import factor_validation
+from ._persistence import FileState
 from ._ranking import factor_scores
 from ._training import (
     Evaluate,
@@ -109,6 +111,18 @@ class FactorRecommender(BaseRecommender):
         train_generator = torch.Generator(device=device).manual_seed(int(rng.integers(2**62)))
         return rng, init_generator, train_generator
 
+    def _check_memory(self, n_parameters: int) -> None:
+        """Refuse settings whose parameters alone could never fit in this machine's memory."""
+        needed = 16 * n_parameters  # float32 weights, gradients and Adam's two moments
+        total = _physical_memory()
+        if total is not None and needed > total:
+            raise MemoryError(
+                f"These settings make a model of {n_parameters:,} parameters, which needs "
+                f"about {needed / 1e9:,.1f} GB to train (weights, gradients and Adam's "
+                f"moments) on a machine with {total / 1e9:,.1f} GB. Lower embedding_dim (or "
+                "denoiser_hidden_dims)."
+            )
+
     def _training_config(self, *, has_validation: bool) -> TrainingConfig:
         return TrainingConfig(
             epochs=self.epochs,
@@ -124,6 +138,20 @@ class FactorRecommender(BaseRecommender):
         if validation_data is None:
             return None
         held_out = self._held_out_matrix(validation_data, "validation_data")
+        known = held_out[:, : self.n_items_]
+        if (
+            known.nnz
+            and known.nnz == held_out.nnz
+            and known.multiply(self.interactions_).nnz == known.nnz
+        ):
+            warnings.warn(
+                "validation_data holds only training interactions. Training items are left out "
+                "of the rankings, so the validation score is 0 in every epoch and early stopping "
+                "cannot choose an epoch; hold out interactions that are not in the training data "
+                "(e.g. with diffmm.model_selection.train_test_split).",
+                UserWarning,
+                stacklevel=6,  # the caller of fit (through _transaction and _fit)
+            )
         if held_out.nnz == 0:
             raise InvalidInputError(
                 "validation_data holds no interaction of the fitted users/items."
@@ -175,7 +203,7 @@ class FactorRecommender(BaseRecommender):
                 f"Training was interrupted after epoch {result.epoch}; the model keeps the "
                 f"weights of epoch {self.best_epoch_}.",
                 UserWarning,
-                stacklevel=3,  # the caller of fit
+                stacklevel=6,  # the caller of fit (through _transaction and _fit)
             )
         return result
 
@@ -202,15 +230,36 @@ class FactorRecommender(BaseRecommender):
             "device_": str(self.device_),
         }
 
-    def _set_fitted_state(self, state: dict[str, Any]) -> None:
+    def _set_fitted_state(self, state: FileState) -> None:
         super()._set_fitted_state(state)
-        self.user_factors_ = np.asarray(state["user_factors_"], dtype=np.float32)
-        self.item_factors_ = np.asarray(state["item_factors_"], dtype=np.float32)
-        self.history_ = list(state["history_"])
-        self.best_epoch_ = int(state["best_epoch_"])
-        self.stopped_early_ = bool(state["stopped_early_"])
-        self.interrupted_ = bool(state["interrupted_"])
-        self.device_ = torch.device(state["device_"])
+        users = state.array("user_factors_", ndim=2, kinds="f", finite=True)
+        dim = users.shape[1]
+        items = state.array("item_factors_", ndim=2, kinds="f", finite=True)
+        if users.shape[0] != self.n_users_ or items.shape != (self.n_items_, dim):
+            raise state.error(
+                f"the factors have shapes {users.shape} and {items.shape} for "
+                f"{self.n_users_} users and {self.n_items_} items"
+            )
+        if dim != self.embedding_dim:
+            raise state.error(
+                f"the factors have {dim} columns, embedding_dim is {self.embedding_dim}"
+            )
+        self.user_factors_ = users.astype(np.float32, copy=False)
+        self.item_factors_ = items.astype(np.float32, copy=False)
+        history = state.value("history_", list)
+        if not all(isinstance(record, dict) for record in history):
+            raise state.error("history_ is not a list of records")
+        self.history_ = list(history)
+        self.best_epoch_ = state.value("best_epoch_", int)
+        if not 1 <= self.best_epoch_ <= max(len(self.history_), self.best_epoch_ > 0):
+            raise state.error(f"best_epoch_ {self.best_epoch_} is not one of the epochs run")
+        self.stopped_early_ = state.value("stopped_early_", bool)
+        self.interrupted_ = state.value("interrupted_", bool)
+        device = state.value("device_", str)
+        try:
+            self.device_ = torch.device(device)
+        except RuntimeError:
+            raise state.error(f"device_ {device!r} is not a device") from None
 
     # -- scoring ---------------------------------------------------------------------------
 
@@ -262,3 +311,11 @@ class _Progress:
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _physical_memory() -> int | None:
+    """Bytes of physical memory, where the platform tells (None otherwise)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None

@@ -91,6 +91,12 @@ class IdMap:
     def index(self, values: Any, *, name: str | None = None) -> np.ndarray:
         """Map raw ids to indices, raising :class:`UnknownIdError` for unknown ones."""
         label = name or f"{self.what} ids"
+        if isinstance(values, (list, tuple)) and any(
+            isinstance(v, (bool, np.bool_)) for v in values
+        ):  # NumPy would turn [0, True] into [0, 1]
+            raise InvalidInputError(f"{label} contain booleans; ids must be integers or strings.")
+        if np.ma.isMaskedArray(values) and np.ma.is_masked(values):
+            raise InvalidInputError(f"{label} is a masked array; drop the masked ids first.")
         try:
             arr = np.asarray(values)
         except ValueError:  # ragged nested sequences
@@ -121,7 +127,23 @@ class IdMap:
         return pos
 
     def to_ids(self, indices: np.ndarray) -> np.ndarray:
-        return self.ids[np.asarray(indices)]
+        """Raw ids of ``indices``; index ``-1`` ("no item here") becomes :attr:`missing`."""
+        indices = np.asarray(indices)
+        out = self.ids[np.where(indices < 0, 0, indices)] if len(self.ids) else self.ids[:0]
+        if np.any(indices < 0):
+            out = out.copy()
+            out[indices < 0] = self.missing
+        return out
+
+    @property
+    def missing(self) -> Any:
+        """The id that marks "no id here" in outputs: it is never a real id.
+
+        ``-1`` for integer ids (ids are non-negative), ``""`` for string ids (an empty string
+        is never an id), ``None`` otherwise.
+        """
+        kind = self.ids.dtype.kind
+        return -1 if kind in "iu" else "" if kind in "US" else None
 
     def extended(self, new_ids: np.ndarray) -> IdMap:
         """A map with ``new_ids`` appended after the known ids (whose indices stay the same).

@@ -375,7 +375,11 @@ class Trainer:
         keep = result.best or result.last_good
         if keep is not None:
             self.restore(keep)
-        where = f"the weights of epoch {keep.epoch} were kept" if keep else "no epoch completed"
+        where = (
+            f"the exception's .model keeps the weights of epoch {keep.epoch}"
+            if keep
+            else "no epoch completed"
+        )
         raise NonFiniteLossError(
             f"The {bad[0][5:]} loss became {record[bad[0]]} in epoch {epoch}; training stopped "
             f"and {where}. Lower the learning rate or the loss weights, and check the features "

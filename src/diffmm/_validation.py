@@ -86,6 +86,30 @@ def _check_id_range(low: int, high: int, what: str) -> None:
         )
 
 
+# Floats hold every integer up to 2**53 exactly; beyond it, distinct ids would merge.
+_MAX_EXACT_FLOAT = 2**53
+
+
+def _check_exact_floats(values: np.ndarray, what: str) -> None:
+    if values.size and np.abs(values).max() > _MAX_EXACT_FLOAT:
+        raise InvalidInputError(
+            f"{what} are floats beyond 2**53 (e.g. {values[np.abs(values) > _MAX_EXACT_FLOAT][0]!r}"
+            "), where distinct integers become the same float; pass them as integers or strings."
+        )
+
+
+def _check_strings(values: np.ndarray, what: str) -> None:
+    """String ids: not empty (it marks padding), no trailing NUL (NumPy drops those)."""
+    strings = values.tolist()
+    if any(s == "" for s in strings):
+        raise InvalidInputError(f"{what} contain an empty string; every id needs a value.")
+    if any(isinstance(s, str) and s.endswith("\0") for s in strings):
+        raise InvalidInputError(
+            f"{what} contain a string ending with a NUL character ('\\0'); NumPy would merge "
+            "it with the same string without it. Strip or replace those characters."
+        )
+
+
 def _as_id_array(values: Any, what: str) -> np.ndarray:
     """Coerce a column of raw ids into a 1-D array whose values are hashable ids."""
     arr = np.asarray(values)
@@ -107,8 +131,11 @@ def _as_id_array(values: Any, what: str) -> np.ndarray:
     if kind in "iuf":
         if arr.size:
             _check_id_range(int(arr.min()), int(arr.max()), what)
+        if kind == "f":
+            _check_exact_floats(arr, what)
         return arr.astype(np.int64, copy=False)
     if kind in "US":
+        _check_strings(arr, what)
         return arr
     if kind == "O":
         for value in arr:
@@ -130,6 +157,8 @@ def _as_id_array(values: Any, what: str) -> np.ndarray:
                         f"{what} contain non-integer numbers (e.g. {value!r}); ids must be "
                         "integers or strings."
                     )
+                _check_id_range(int(value), int(value), what)
+                _check_exact_floats(np.asarray([value], dtype=np.float64), what)
             if isinstance(value, (complex, np.complexfloating)):
                 raise InvalidInputError(
                     f"{what} contain complex numbers; ids must be integers or strings."
@@ -147,6 +176,7 @@ def _as_id_array(values: Any, what: str) -> np.ndarray:
                 _check_id_range(min(ints), max(ints), what)
             return np.array(ints, dtype=np.int64)
         if all(isinstance(v, str) for v in arr):
+            _check_strings(arr, what)
             return arr.astype(str)
         return arr
     raise InvalidInputError(f"{what} have dtype {arr.dtype}, which cannot hold ids.")
@@ -202,6 +232,10 @@ def check_interactions(
     >>> rows.users, rows.items
     (array([0, 0, 1]), array([1, 2, 2]))
     """
+    if np.ma.isMaskedArray(X) and np.ma.is_masked(X):
+        raise InvalidInputError(
+            f"{name} is a masked array with masked entries; drop or fill them first."
+        )
     if X is None:
         raise InvalidInputError(
             f"{name} is None; pass a DataFrame, an (n, 2) array or a sparse matrix."
@@ -464,8 +498,16 @@ def check_histories(histories: Any, items: IdMap) -> sp.csr_matrix:
         The model's items.
     """
     n_items = len(items)
+    if isinstance(histories, Mapping):
+        raise InvalidInputError(
+            "histories is a mapping; give a list with one array of raw item ids per new user "
+            "(a mapping would be read by its keys), or a users x items sparse matrix."
+        )
     if sp.issparse(histories):
-        matrix = sp.csr_matrix(histories, dtype=np.float32, copy=True)
+        if histories.ndim != 2:
+            raise InvalidInputError("histories must be a 2-D users x items sparse matrix.")
+        matrix = sp.csr_matrix(histories, copy=True)
+        matrix.data = _check_weights(matrix.data, "histories values").astype(np.float32)
         if matrix.shape[1] != n_items:
             raise InvalidInputError(
                 f"histories is a matrix with {matrix.shape[1]} columns, but the model has "

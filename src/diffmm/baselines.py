@@ -14,6 +14,7 @@ from ._factor_model import FactorRecommender, modules_for_loading
 from ._graph import adjacency_from_matrix
 from ._model import LightGCNNetwork
 from ._objectives import LightGCNObjective
+from ._persistence import FileState
 from ._training import Trainer
 from ._validation import Interval
 
@@ -71,16 +72,20 @@ class PopularityRecommender(BaseRecommender):
         -------
         self
         """
+        return self._transaction(lambda model: model._fit(interactions, modality_features))
+
+    def _fit(self, interactions: Any, modality_features: Any) -> None:
         self._prepare_fit(interactions, modality_features)
         self.popularity_ = np.asarray(self.interactions_.sum(axis=0), dtype=np.float64).ravel()
-        return self
 
     def _fitted_state(self) -> dict[str, Any]:
         return {**super()._fitted_state(), "popularity_": self.popularity_}
 
-    def _set_fitted_state(self, state: dict[str, Any]) -> None:
+    def _set_fitted_state(self, state: FileState) -> None:
         super()._set_fitted_state(state)
-        self.popularity_ = np.asarray(state["popularity_"], dtype=np.float64)
+        self.popularity_ = state.array(
+            "popularity_", ndim=1, shape=(self.n_items_,), finite=True, non_negative=True
+        ).astype(np.float64)
 
     def _score_block(self, user_indices: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         check_is_fitted(self)
@@ -242,7 +247,13 @@ class LightGCNRecommender(FactorRecommender):
         -------
         self
         """
+        return self._transaction(
+            lambda model: model._fit(interactions, modality_features, validation_data)
+        )
+
+    def _fit(self, interactions: Any, modality_features: Any, validation_data: Any) -> None:
         self._prepare_fit(interactions, modality_features)
+        self._check_memory((self.n_users_ + self.n_items_) * self.embedding_dim)
         held_out = self._validation_matrix(validation_data)
         device = self._resolve_device()
         rng, init_generator, _ = self._random_streams(device)
@@ -264,19 +275,24 @@ class LightGCNRecommender(FactorRecommender):
         )
         self.device_ = device
         self._run_trainer(trainer)
-        return self
 
     def _fitted_state(self) -> dict[str, Any]:
         return {**super()._fitted_state(), "network": self.network_.state_dict()}
 
-    def _set_fitted_state(self, state: dict[str, Any]) -> None:
+    def _set_fitted_state(self, state: FileState) -> None:
         super()._set_fitted_state(state)
-        users, items = state["network"]["user_embedding"], state["network"]["item_embedding"]
+        weights = state.tensor_dict("network")
+        expected = (self.n_users_ + self.n_items_) * self.embedding_dim
+        if sum(t.numel() for t in weights.values()) != expected:
+            raise state.error("the weights do not have the sizes the settings give")
         with modules_for_loading():
             self.network_ = LightGCNNetwork(
-                int(users.shape[0]),
-                int(items.shape[0]),
-                embedding_dim=int(users.shape[1]),
+                self.n_users_,
+                self.n_items_,
+                embedding_dim=self.embedding_dim,
                 n_layers=self.n_layers,
             )
-        self.network_.load_state_dict(state["network"])
+        try:
+            self.network_.load_state_dict(weights)
+        except RuntimeError as exc:  # missing, unexpected or misshapen weights
+            raise state.error(f"weights that do not fit the settings ({exc})") from None

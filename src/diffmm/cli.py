@@ -12,11 +12,14 @@ exit with status 1. Warnings print as ``diffmm: warning: <message>``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import difflib
 import io
 import json
+import os
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -158,6 +161,75 @@ def _check_writable(path_arg: str | None, what: str) -> Path | None:
     return path
 
 
+# The first bytes of files the command line reads (and must never overwrite with another kind).
+_SIGNATURES = {b"PK\x03\x04": "a zip archive (a model file?)", b"\x93NUMPY": "a NumPy array"}
+
+
+def _check_outputs(outputs: dict[str, tuple[Path | None, str]], inputs: Sequence[Path]) -> None:
+    """Refuse outputs that are an input, another output, or an existing file of another kind.
+
+    Each output comes with the kind it holds: "model" (may replace a model file) or "text"
+    (reports and recommendation lists: may replace a text file only).
+    """
+    named = [(what, path, kind) for what, (path, kind) in outputs.items() if path is not None]
+    for i, (what, path, kind) in enumerate(named):
+        for other_what, other, _ in named[:i]:
+            if _same_file(path, other):
+                raise CommandError(f"the {what} and the {other_what} are the same file {path}")
+        for source in inputs:
+            if _same_file(path, source):
+                raise CommandError(
+                    f"the {what} {path} is also an input of this command; writing it would "
+                    "destroy the input. Give another file name."
+                )
+        found = _file_kind(path)
+        allowed = {"model": (None, "a zip archive (a model file?)"), "text": (None,)}[kind]
+        if found not in allowed:
+            raise CommandError(
+                f"the {what} {path} exists and is {found}, not a {kind} file this command "
+                "writes; refusing to overwrite it. Give another file name."
+            )
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def _file_kind(path: Path) -> str | None:
+    """What an existing file is, from its first bytes (None: absent, or text)."""
+    if not path.is_file():
+        return None
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return None
+    for signature, kind in _SIGNATURES.items():
+        if head.startswith(signature):
+            return kind
+    if head[:1] == b"\x80" or path.suffix.lower() in (".pkl", ".pickle", ".npy", ".inter"):
+        return "a data file"
+    return None
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write ``text`` atomically: a temporary file beside ``path``, then a rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        mask = os.umask(0o022)
+        os.umask(mask)
+        os.fchmod(fd, 0o666 & ~mask)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def _int_at_least(lower: int, description: str):
     """An argparse type: an integer >= ``lower``."""
 
@@ -213,8 +285,10 @@ def _metrics_table(results: dict[str, dict[str, float]]) -> str:
 
 def _read_config(path_arg: str) -> dict[str, Any]:
     path = Path(path_arg)
-    if not path.is_file():
+    if not path.exists():
         raise CommandError(f"config file not found: {path}")
+    if path.is_dir():
+        raise CommandError(f"config file {path} is a folder; give a .toml or .json file")
     suffix = path.suffix.lower()
     if suffix == ".toml":
         try:
@@ -307,9 +381,16 @@ def _evaluate_splits(
     }
 
 
+def _data_files(folder_arg: str) -> list[Path]:
+    folder = Path(folder_arg)
+    return [p for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
+
+
 def _fit(args: argparse.Namespace) -> int:
     out = _check_writable(args.out, "model file")
     report_path = _check_writable(args.report, "report")
+    inputs = _data_files(args.data_dir) + ([Path(args.config)] if args.config else [])
+    _check_outputs({"model file": (out, "model"), "report": (report_path, "text")}, inputs)
     params = _model_params(args)
     model = (
         DiffMMRecommender.from_preset(args.preset, **params)
@@ -329,6 +410,8 @@ def _fit(args: argparse.Namespace) -> int:
         ) from None
     except InvalidInputError as exc:  # parameter constraints and data checks of fit
         raise CommandError(f"cannot fit: {exc}") from None
+    except MemoryError as exc:
+        raise CommandError(f"cannot fit: {exc}", code=1) from None
     seconds = time.perf_counter() - start
     model.save(out)
     results = _evaluate_splits(model, data)
@@ -367,7 +450,7 @@ def _fit(args: argparse.Namespace) -> int:
             "metrics": results,
         }
         try:
-            report_path.write_text(json.dumps(_jsonable(report), indent=2) + "\n")
+            _write_text(report_path, json.dumps(_jsonable(report), indent=2) + "\n")
         except OSError as exc:
             raise CommandError(f"cannot write the report {report_path}: {exc}", code=1) from None
         if not args.quiet:
@@ -444,6 +527,8 @@ def _as_model_ids(raw: Sequence[str], known: np.ndarray) -> list[Any]:
 
 def _recommend(args: argparse.Namespace) -> int:
     output = _check_writable(args.output, "output file")
+    inputs = [Path(args.model)] + ([Path(args.users_file)] if args.users_file else [])
+    _check_outputs({"output file": (output, "text")}, inputs)
     fmt = args.format
     if fmt is None:
         fmt = "json" if output is not None and output.suffix.lower() == ".json" else "csv"
@@ -485,7 +570,7 @@ def _recommend(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
     else:
         try:
-            output.write_text(text, encoding="utf-8", newline="")
+            _write_text(output, text)
         except OSError as exc:
             raise CommandError(f"cannot write {output}: {exc}", code=1) from None
     return 0

@@ -556,6 +556,12 @@ def _load_pickled_matrix(file: Path) -> sp.csr_matrix:
         raise ValueError(
             f"{file} does not hold a scipy sparse matrix or 2-D array (got {type(obj).__name__})"
         )
+    values = obj.data if sp.issparse(obj) else obj
+    if values.dtype.kind in "iuf" and values.size and np.nanmin(values) < 0:
+        raise ValueError(
+            f"{file} holds negative values (e.g. {np.nanmin(values)!r}); an interaction matrix "
+            "holds counts or ones, so it is probably not one"
+        )
     return _binarize(obj, str(file))
 
 
@@ -758,6 +764,11 @@ def load_diffmm_format(
 
 
 def _read_inter(file: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The userID, itemID and x_label columns of an ``.inter`` file.
+
+    Ids are read as text and kept exactly: as integers when every one is a non-negative
+    integer that fits 64 bits, as strings otherwise (never through floats).
+    """
     with open(file, encoding="utf-8") as fh:
         header_line = fh.readline()
     header = [h.strip() for h in header_line.rstrip("\r\n").split("\t")]
@@ -779,26 +790,36 @@ def _read_inter(file: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                 delimiter="\t",
                 skiprows=1,
                 usecols=cols,
-                dtype=np.float64,
+                dtype=str,
                 ndmin=2,
                 comments=None,
+                encoding="utf-8",
             )
-    except ValueError as exc:
+    except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError(f"could not parse {file}: {exc}") from exc
     if data.shape[0] == 0:
         raise ValueError(f"{file} holds no interactions")
-    if not np.all(np.isfinite(data)) or np.any(data != np.round(data)):
-        raise ValueError(f"{file}: userID, itemID and x_label must be integers")
-    data = data.astype(np.int64)
-    users, items, labels = data[:, 0], data[:, 1], data[:, 2]
-    if users.min() < 0 or items.min() < 0:
-        raise ValueError(f"{file}: userID and itemID must be non-negative")
-    bad = np.setdiff1d(np.unique(labels), [0, 1, 2])
+    data = np.char.strip(data)
+    users, items = (_parse_ids(data[:, c], f"{file}: {n}") for c, n in enumerate(required[:2]))
+    labels = data[:, 2]
+    bad = np.setdiff1d(np.unique(labels), ["0", "1", "2"])
     if bad.size:
         raise ValueError(
-            f"{file}: x_label must be 0 (train), 1 (valid) or 2 (test), found {bad.tolist()}"
+            f"{file}: x_label must be 0 (train), 1 (valid) or 2 (test), found {bad[:5].tolist()}"
         )
-    return users, items, labels
+    return users, items, labels.astype(np.int64)
+
+
+def _parse_ids(column: np.ndarray, what: str) -> np.ndarray:
+    """Integer ids (non-negative, below 2**63) as int64; anything else kept as strings."""
+    if np.any(column == ""):
+        raise ValueError(f"{what} has an empty value")
+    if np.all(np.char.isdigit(column)) and np.all(np.char.str_len(column) <= 18):
+        return column.astype(np.int64)  # at most 18 digits: below 2**63, exactly
+    digits = np.char.isdigit(column)
+    if np.all(digits) and all(int(v) < 2**63 for v in column.tolist()):
+        return np.array([int(v) for v in column.tolist()], dtype=np.int64)
+    return column
 
 
 def load_mmrec_format(path: str | Path, *, name: str | None = None) -> MultiModalDataset:
@@ -822,9 +843,11 @@ def load_mmrec_format(path: str | Path, *, name: str | None = None) -> MultiModa
     Returns
     -------
     MultiModalDataset
-        ``n_users = max(userID) + 1``; ``n_items`` is the larger of
-        ``max(itemID) + 1`` and the feature row count.  ``missing`` lists a
-        validation or test split without any row and an absent ``image`` or
+        Row ``u`` is the ``u``-th distinct userID in sorted order (``info["user_ids"]``
+        holds them); with feature files, column ``i`` is item ``i`` (the feature row),
+        otherwise the ``i``-th distinct itemID (``info["item_ids"]``). Ids are read as
+        integers, or as strings when they are not all non-negative integers.  ``missing``
+        lists a validation or test split without any row and an absent ``image`` or
         ``text`` modality; each such case also emits a ``UserWarning``.
 
     Raises
@@ -854,6 +877,10 @@ def load_mmrec_format(path: str | Path, *, name: str | None = None) -> MultiModa
     """
     folder = _require_folder(path)
     if name is not None:
+        if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+            raise ValueError(
+                f"name must be the name of a .inter file in {folder}, not a path; got {name!r}"
+            )
         stem = name[: -len(".inter")] if name.endswith(".inter") else name
         file = folder / f"{stem}.inter"
         if not file.is_file():
@@ -873,26 +900,36 @@ def load_mmrec_format(path: str | Path, *, name: str | None = None) -> MultiModa
         raise ValueError(f"{file} has no training rows (x_label == 0)")
 
     available = _feature_files(folder)
-    arrays = {m: np.load(f, allow_pickle=False) for m, f in available.items()}
-    n_users = int(users.max()) + 1
-    n_items = int(items.max()) + 1
-    for arr in arrays.values():
-        if arr.ndim >= 1:
-            n_items = max(n_items, int(arr.shape[0]))
-    features = {m: _as_features(arr, str(available[m])) for m, arr in arrays.items()}
-    for modality, feats in features.items():
-        if feats.shape[0] != n_items:
+    features = {
+        m: _as_features(np.load(f, allow_pickle=False), str(f)) for m, f in available.items()
+    }
+    user_ids, user_index = np.unique(users, return_inverse=True)
+    info_ids = {"user_ids": user_ids}
+    if features:  # item i is feature row i
+        rows = {m: f.shape[0] for m, f in features.items()}
+        n_items = next(iter(rows.values()))
+        if len(set(rows.values())) > 1:
+            raise ValueError(f"the feature files have different row counts {rows}")
+        if items.dtype.kind != "i" or items.max() >= n_items:
+            outside = str(items[0] if items.dtype.kind != "i" else items.max())
+            first = next(iter(available.values()))
             raise ValueError(
-                f"{available[modality]} has {feats.shape[0]} rows but there are {n_items} "
-                "items; feature rows must be aligned to item ids"
+                f"{file}: itemID {outside} has no feature row ({first} has {n_items} rows); "
+                "with feature files, item ids must be the indices of their rows"
             )
+        item_index = items
+    else:  # no side data: items are their distinct ids
+        item_ids, item_index = np.unique(items, return_inverse=True)
+        n_items = len(item_ids)
+        info_ids["item_ids"] = item_ids
+    n_users = len(user_ids)
 
     def matrix(label: int) -> sp.csr_matrix | None:
         mask = labels == label
         if not mask.any():
             return None
         ones = np.ones(int(mask.sum()), dtype=np.float32)
-        return sp.csr_matrix((ones, (users[mask], items[mask])), shape=(n_users, n_items))
+        return sp.csr_matrix((ones, (user_index[mask], item_index[mask])), shape=(n_users, n_items))
 
     splits = {"train": matrix(0), "validation": matrix(1), "test": matrix(2)}
     missing_splits = [s for s in ("validation", "test") if splits[s] is None]
@@ -910,6 +947,7 @@ def load_mmrec_format(path: str | Path, *, name: str | None = None) -> MultiModa
             "format": "mmrec",
             "path": str(folder),
             "files": {"inter": str(file), **{m: str(f) for m, f in available.items()}},
+            **info_ids,
         },
     )
 

@@ -8,6 +8,7 @@ model's objective (``_objectives``) and the epoch loop (``_training``), with che
 
 from __future__ import annotations
 
+import itertools
 import logging
 import numbers
 import warnings
@@ -20,9 +21,15 @@ import scipy.sparse as sp
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from ._checkpoint import fingerprint, pop_features, read_checkpoint, write_checkpoint
+from ._checkpoint import (
+    check_folder,
+    fingerprint,
+    pop_features,
+    read_checkpoint,
+    write_checkpoint,
+)
 from ._diffusion_phases import DiffusionConfig, DiffusionPhases
-from ._errors import InvalidInputError
+from ._errors import InvalidInputError, ModelFileError
 from ._factor_model import (
     NON_NEGATIVE,
     POSITIVE,
@@ -34,6 +41,7 @@ from ._graph import adjacency_from_matrix
 from ._inference import denoiser_user_scores, propagation_user_factors
 from ._model import Denoiser, DiffMMNetwork, NetworkConfig
 from ._objectives import DiffMMObjective
+from ._persistence import FileState, check_array
 from ._training import Snapshot, Trainer, TrainingResult
 from ._validation import (
     Interval,
@@ -459,7 +467,20 @@ class DiffMMRecommender(FactorRecommender):
         Returns
         -------
         self
+            The estimator, fitted. If ``fit`` raises, the estimator is left exactly as it was
+            before the call (still unfitted, or still the previous model).
         """
+        return self._transaction(
+            lambda model: model._fit(interactions, modality_features, validation_data, resume_from)
+        )
+
+    def _fit(
+        self,
+        interactions: Any,
+        modality_features: Any,
+        validation_data: Any,
+        resume_from: str | Path | None,
+    ) -> None:
         # Training only reads the features, so it uses the caller's float32 arrays as they are;
         # the model's own copy (copy_features=True) is taken once training has let go of the
         # optimiser state and the weight snapshots, so it does not add to the peak.
@@ -467,7 +488,11 @@ class DiffMMRecommender(FactorRecommender):
         names = tuple(features)
         borrowed = [features[name] is modality_features[name] for name in names]
         self._check_cross_params(len(names))
+        dims = [features[m].shape[1] for m in names]
+        self._check_memory(self._parameter_count(dims, self.n_items_))
         held_out = self._validation_matrix(validation_data)
+        if self.checkpoint_dir is not None:
+            check_folder(self.checkpoint_dir)
         device = self._resolve_device()
         rng, init_generator, train_generator = self._random_streams(device)
         with warnings.catch_warnings():  # read-only (memory-mapped) features: never written
@@ -528,15 +553,24 @@ class DiffMMRecommender(FactorRecommender):
             del trainer, objective, diffusion, checkpoint
             if self.copy_features:
                 _own_features(network, [features[name] for name in names], borrowed)
-        return self
 
     def _checkpoint_epoch(
         self, trainer: Trainer, data_digest: str, params: dict[str, Any], result: TrainingResult
     ) -> None:
         done = result.epoch >= self.epochs or result.stopped_early
-        if self.checkpoint_dir is not None and (result.epoch % self.checkpoint_every == 0 or done):
+        if self.checkpoint_dir is None or not (result.epoch % self.checkpoint_every == 0 or done):
+            return
+        try:
             write_checkpoint(
                 self.checkpoint_dir, trainer, result, data_digest=data_digest, params=params
+            )
+        except OSError as exc:  # a full disk, a folder gone: the run itself goes on
+            warnings.warn(
+                f"Could not write the checkpoint after epoch {result.epoch} to "
+                f"{self.checkpoint_dir}: {exc}. Training goes on; the previous checkpoint (if "
+                "any) is still there.",
+                UserWarning,
+                stacklevel=2,
             )
 
     def _network_config(self, n_items: int, feature_dims: tuple[int, ...]) -> NetworkConfig:
@@ -552,6 +586,15 @@ class DiffMMRecommender(FactorRecommender):
             item_knn=self.item_knn,
             item_graph_weight=self.item_graph_weight,
         )
+
+    def _parameter_count(self, feature_dims: list[int], n_items: int) -> int:
+        """Trainable parameters of the network and the denoisers these settings build."""
+        d, tau = self.embedding_dim, self.time_embedding_dim
+        bias = d if self.projection == "linear" else 0
+        network = (self.n_users_ + n_items) * d + sum(f * d + bias for f in feature_dims)
+        sizes = [n_items + tau, *self.denoiser_hidden_dims, n_items]
+        layers = sum(a * b + b for a, b in itertools.pairwise(sizes)) + tau * tau + tau
+        return network + len(feature_dims) + len(feature_dims) * layers
 
     def _id_items(self, n_items: int) -> torch.Tensor | None:
         """Which of the first ``n_items`` items have an ID embedding (None: all of them)."""
@@ -625,24 +668,52 @@ class DiffMMRecommender(FactorRecommender):
             "generated_graphs_": graphs,
         }
 
-    def _set_fitted_state(self, state: dict[str, Any]) -> None:
+    def _set_fitted_state(self, state: FileState) -> None:
         super()._set_fitted_state(state)
-        self.modalities_ = tuple(state["modalities_"])
-        network_state = dict(state["network"])
+        modalities = state.strings("modalities_")
+        self.modalities_ = tuple(modalities)
+        network_state = state.tensor_dict("network")
         stored = pop_features(network_state)  # where files of format 1 hold them
-        features = state.get("features", stored)
+        raw = state.value("features", list) if state.has("features") else stored
+        features = [
+            torch.from_numpy(check_array(f, "a feature matrix", state.error, ndim=2, kinds="f"))
+            for f in raw
+        ]
+        n_trained = features[0].shape[0] if features else 0
+        if len(features) != len(modalities) or any(f.shape[0] != n_trained for f in features):
+            raise state.error("the feature matrices do not match the modalities")
+        if not 1 <= n_trained <= self.n_items_ or self.interactions_[:, n_trained:].nnz:
+            raise state.error(f"{n_trained} trained items do not fit {self.n_items_} items")
+        denoiser_states = state.value("denoisers", list)
+        if len(denoiser_states) != len(modalities):
+            raise state.error("there is not one denoiser per modality")
+        # The settings must describe the stored weights before any module is built from them
+        # (a file must not make the loader allocate more than the file holds).
+        stored = sum(t.numel() for w in [network_state, *denoiser_states] for t in _tensors(w))
+        if stored != self._parameter_count([f.shape[1] for f in features], n_trained):
+            raise state.error("the weights do not have the sizes the settings give")
         with modules_for_loading():
             self.network_, self.denoisers_ = self._build_modules(
-                features, None, len(state["denoisers"])
+                features, None, len(denoiser_states)
             )
-        self.network_.load_state_dict(network_state)
-        for denoiser, weights in zip(self.denoisers_, state["denoisers"], strict=True):
-            denoiser.load_state_dict(weights)
+        for module, weights in [
+            (self.network_, network_state),
+            *zip(self.denoisers_, denoiser_states, strict=True),
+        ]:
+            if not isinstance(weights, dict):
+                raise state.error("a module's weights are not a mapping")
+            try:
+                module.load_state_dict(weights)
+            except RuntimeError as exc:  # missing, unexpected or misshapen weights
+                raise state.error(f"weights that do not fit the settings ({exc})") from None
         self.generated_graphs_ = None
-        if state["generated_graphs_"] is not None:
+        graphs = state.value("generated_graphs_", list, allow_none=True)
+        if graphs is not None:
+            if len(graphs) != len(modalities):
+                raise state.error("there is not one generated graph per modality")
+            n_nodes = self.n_users_ + n_trained
             self.generated_graphs_ = [
-                sp.csr_matrix((g["data"], g["indices"], g["indptr"]), shape=tuple(g["shape"]))
-                for g in state["generated_graphs_"]
+                _graph_from_file(FileState(g, "a generated graph"), n_nodes) for g in graphs
             ]
         self._set_fusion_weights()
 
@@ -824,3 +895,23 @@ def _to_scipy(graph: torch.Tensor) -> sp.csr_matrix:
         ),
         shape=tuple(graph.shape),
     )
+
+
+def _graph_from_file(state: FileState, n_nodes: int) -> sp.csr_matrix:
+    if state.ints("shape", 2) != [n_nodes, n_nodes]:
+        raise state.error("a generated graph does not cover the users and items")
+    indptr = state.array("indptr", ndim=1, kinds="iu", shape=(n_nodes + 1,))
+    indices = state.array("indices", ndim=1, kinds="iu", non_negative=True)
+    data = state.array("data", ndim=1, kinds="f", shape=(len(indices),), finite=True)
+    ok = indptr[0] == 0 and indptr[-1] == len(indices) and not np.any(np.diff(indptr) < 0)
+    if not ok or (indices.size and indices.max() >= n_nodes):
+        raise state.error("a generated graph is not a CSR matrix")
+    return sp.csr_matrix((data, indices, indptr), shape=(n_nodes, n_nodes))
+
+
+def _tensors(weights: Any) -> list[torch.Tensor]:
+    if not isinstance(weights, dict) or not all(
+        isinstance(t, torch.Tensor) for t in weights.values()
+    ):
+        raise ModelFileError("The model file is inconsistent: a module's weights are malformed.")
+    return list(weights.values())
