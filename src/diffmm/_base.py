@@ -299,7 +299,8 @@ class BaseRecommender(BaseEstimator):
         items: Any = None,
         exclude_items: Any = None,
         batch_size: int = 1024,
-    ) -> tuple[np.ndarray, np.ndarray]:
+        as_frame: bool = False,
+    ) -> Any:
         """Top-``n`` items for each user, best first.
 
         Parameters
@@ -317,6 +318,8 @@ class BaseRecommender(BaseEstimator):
             Never recommend these raw item ids.
         batch_size : int, default=1024
             Users scored at a time; memory use is ``batch_size x n_items`` floats.
+        as_frame : bool, default=False
+            Return a long pandas DataFrame instead (needs pandas).
 
         Returns
         -------
@@ -326,6 +329,23 @@ class BaseRecommender(BaseEstimator):
             integer ids, ``""`` for string ids, ``None`` for ids of mixed types.
         scores : ndarray of shape (n_users, n)
             Their scores; ``-inf`` at padding.
+        frame : DataFrame
+            With ``as_frame=True``, instead of the two arrays: one row per recommendation,
+            columns ``user`` and ``item`` (raw ids, of the ids' dtype), ``rank`` (int64, 1 for
+            the best) and ``score`` (float64), in the order of ``users`` then rank; padding is
+            left out.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from diffmm import PopularityRecommender
+        >>> model = PopularityRecommender().fit(np.array([[0, 0], [1, 0], [1, 1], [2, 2]]))
+        >>> model.recommend([2], n=2)
+        (array([[0, 1]]), array([[2., 1.]]))
+        >>> model.recommend([2], n=2, as_frame=True)  # doctest: +SKIP
+           user  item  rank  score
+        0     2     0     1    2.0
+        1     2     1     2    1.0
         """
         check_is_fitted(self)
         if _has_bool(users):  # NumPy would turn [0, True] into [0, 1]
@@ -344,7 +364,7 @@ class BaseRecommender(BaseEstimator):
             raise InvalidInputError("users is empty; pass at least one user id.")
         user_idx = self._users.index(user_arr, name="users")
         exclude = self.interactions_[user_idx] if exclude_seen else None
-        return self._rank(
+        ids, scores = self._rank(
             self._chunk_scorer(user_idx),
             len(user_idx),
             n,
@@ -353,6 +373,9 @@ class BaseRecommender(BaseEstimator):
             exclude_items=exclude_items,
             batch_size=batch_size,
         )
+        if as_frame:
+            return long_frame(self._users.ids[user_idx], ids, scores, ("user", "item"))
+        return ids, scores
 
     def _rank(
         self,
@@ -365,35 +388,40 @@ class BaseRecommender(BaseEstimator):
         exclude_items: Any,
         batch_size: int,
         allowed: np.ndarray | None = None,
+        universe: IdMap | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``n`` raw item ids and scores for ``n_rows`` rows of ``score_rows(rows)``.
+        """Top-``n`` raw ids and scores for ``n_rows`` rows of ``score_rows(rows)``.
 
-        ``exclude`` (rows × items) masks items per row; ``items`` / ``exclude_items`` (raw ids)
-        and ``allowed`` (item indices) restrict the candidates for every row.
+        The columns are the items (or ``universe``, e.g. the users for :meth:`similar_users`).
+        ``exclude`` (rows × columns) masks columns per row; ``items`` / ``exclude_items`` (raw
+        ids) and ``allowed`` (indices) restrict the candidates for every row.
         """
+        universe = self._items if universe is None else universe
+        what = universe.what
         n = check_k(n, name="n")
         batch_size = check_k(batch_size, name="batch_size")
-        candidates = np.arange(self.n_items_) if allowed is None else np.asarray(allowed)
+        n_columns = len(universe)
+        candidates = np.arange(n_columns) if allowed is None else np.asarray(allowed)
         if items is not None:
-            wanted = self._items.index(np.atleast_1d(items), name="items")
+            wanted = universe.index(np.atleast_1d(items), name=f"{what}s")
             candidates = np.intersect1d(candidates, wanted)
         if exclude_items is not None:
-            dropped = self._items.index(np.atleast_1d(exclude_items), name="exclude_items")
+            dropped = universe.index(np.atleast_1d(exclude_items), name=f"exclude_{what}s")
             candidates = np.setdiff1d(candidates, dropped, assume_unique=False)
         if candidates.size == 0:
             raise InvalidInputError(
-                "No candidate items are left after `items` and `exclude_items`."
+                f"No candidate {what}s are left after `{what}s` and `exclude_{what}s`."
             )
         if n > candidates.size:
             warnings.warn(
-                f"n={n} is larger than the {candidates.size} candidate items; returning "
-                f"{candidates.size} per user.",
+                f"n={n} is larger than the {candidates.size} candidate {what}s; returning "
+                f"{candidates.size} per row.",
                 UserWarning,
                 stacklevel=3,
             )
             n = int(candidates.size)
 
-        restricted = candidates.size < self.n_items_
+        restricted = candidates.size < n_columns
         if restricted and exclude is not None:
             exclude = exclude[:, candidates]
 
@@ -411,7 +439,7 @@ class BaseRecommender(BaseEstimator):
         )
         padding = top < 0
         top = np.where(padding, -1, candidates[np.where(padding, 0, top)])
-        return self._items.to_ids(top), np.where(padding, -np.inf, top_scores)
+        return universe.to_ids(top), np.where(padding, -np.inf, top_scores)
 
     def _chunk_scorer(self, user_idx: np.ndarray) -> Any:
         """``score(rows)``: the scores of ``user_idx[rows]``, written into one reused block."""
@@ -430,7 +458,8 @@ class BaseRecommender(BaseEstimator):
         *,
         metrics: tuple[str, ...] = ("recall", "ndcg", "precision"),
         ks: tuple[int, ...] = (10, 20),
-    ) -> dict[str, float]:
+        as_frame: bool = False,
+    ) -> Any:
         """Ranking metrics of the recommendations against held-out interactions.
 
         Each user with at least one held-out interaction is ranked over the full catalogue with
@@ -445,11 +474,18 @@ class BaseRecommender(BaseEstimator):
             Names from :data:`diffmm.metrics.METRICS`.
         ks : tuple of int
             Cut-offs.
+        as_frame : bool, default=False
+            Return a pandas DataFrame of the metrics alone (needs pandas).
 
         Returns
         -------
         dict
-            ``{"recall@20": ..., ..., "n_users_evaluated": ..., "n_users_skipped": ...}``.
+            ``{"recall@20": ..., ..., "n_users_evaluated": ..., "n_users_skipped": ...}``:
+            every metric at every cut-off, then how many users were evaluated (those with
+            held-out items) and skipped.
+        frame : DataFrame
+            With ``as_frame=True``: one row per metric and cut-off, columns ``metric`` (str),
+            ``k`` (int64) and ``value`` (float64); the two counts are in ``frame.attrs``.
         """
         check_is_fitted(self)
         if isinstance(ks, numbers.Integral):
@@ -461,7 +497,15 @@ class BaseRecommender(BaseEstimator):
             raise InvalidInputError("ks is empty; pass at least one cut-off, e.g. ks=(10, 20).")
         for metric in metrics:
             _metrics.get_metric(metric)
-        return self._evaluate_matrix(self._held_out_matrix(X, "X"), tuple(metrics), ks)
+        result = self._evaluate_matrix(self._held_out_matrix(X, "X"), tuple(metrics), ks)
+        if not as_frame:
+            return result
+        import pandas as pd
+
+        rows = [(m, k, float(result[f"{m}@{k}"])) for m in metrics for k in ks]
+        frame = pd.DataFrame(rows, columns=["metric", "k", "value"]).astype({"k": np.int64})
+        frame.attrs = {k: v for k, v in result.items() if k.startswith("n_users")}
+        return frame
 
     def score(self, X: Any, y: Any = None, *, metric: str = "recall", k: int = 20) -> float:
         """A ranking metric (default Recall@20) of the recommendations on held-out ``X``.
@@ -518,4 +562,29 @@ def _has_bool(values: Any) -> bool:
     """A list or tuple holding booleans (which NumPy would silently make 0 and 1)."""
     return isinstance(values, (list, tuple)) and any(
         isinstance(v, (bool, np.bool_)) for v in values
+    )
+
+
+def long_frame(queries: np.ndarray, ids: np.ndarray, scores: np.ndarray, names: tuple[str, str]):
+    """A long DataFrame of ranked lists: ``names[0]``, ``names[1]``, ``rank``, ``score``.
+
+    Row ``r`` of ``ids`` / ``scores`` is the list of ``queries[r]``; padding (score ``-inf``)
+    is left out.
+    """
+    try:
+        import pandas as pd
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError(
+            "as_frame=True needs pandas: pip install pandas (or diffmm[pandas])."
+        ) from None
+    n_rows, n = ids.shape
+    keep = np.isfinite(scores).ravel()
+    ranks = np.tile(np.arange(1, n + 1, dtype=np.int64), n_rows)
+    return pd.DataFrame(
+        {
+            names[0]: np.repeat(queries, n)[keep],
+            names[1]: ids.ravel()[keep],
+            "rank": ranks[keep],
+            "score": scores.ravel().astype(np.float64)[keep],
+        }
     )

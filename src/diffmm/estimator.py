@@ -21,6 +21,7 @@ import scipy.sparse as sp
 import torch
 from sklearn.utils.validation import check_is_fitted
 
+from ._base import long_frame
 from ._checkpoint import (
     check_folder,
     fingerprint,
@@ -737,7 +738,8 @@ class DiffMMRecommender(FactorRecommender):
         items: Any = None,
         exclude_items: Any = None,
         batch_size: int = 1024,
-    ) -> tuple[np.ndarray, np.ndarray]:
+        as_frame: bool = False,
+    ) -> Any:
         """Top-``n`` items for users the model was not trained on, from their histories.
 
         The fitted model is not changed (no training, no new state).
@@ -760,6 +762,9 @@ class DiffMMRecommender(FactorRecommender):
             Leave out the items in each history.
         items, exclude_items, batch_size
             As in :meth:`recommend`.
+        as_frame : bool, default=False
+            Return a long DataFrame as :meth:`recommend` does; its ``user`` column holds the
+            position of each history (0, 1, ...).
 
         Returns
         -------
@@ -812,7 +817,7 @@ class DiffMMRecommender(FactorRecommender):
                 )
                 return scores
 
-        return self._rank(
+        ids, scores = self._rank(
             score_rows,
             history.shape[0],
             n,
@@ -822,6 +827,9 @@ class DiffMMRecommender(FactorRecommender):
             batch_size=batch_size,
             allowed=allowed,
         )
+        if as_frame:
+            return long_frame(np.arange(history.shape[0]), ids, scores, ("user", "item"))
+        return ids, scores
 
     def add_items(self, modality_features: Any, *, item_ids: Any = None) -> DiffMMRecommender:
         """Add new items to the catalogue from their features, without retraining.
