@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -88,3 +89,39 @@ def test_serve_recommendations_self_test(tmp_path):
     assert "GET /recommend?user=0&n=5 -> 200" in out
     assert "-> 404" in out and "-> 400" in out
     assert "Self-test passed" in out
+
+
+def test_fastapi_service_answers_through_the_test_client(tmp_path):
+    testclient = pytest.importorskip("fastapi.testclient")
+    import importlib.util
+
+    from diffmm import DiffMMRecommender
+    from diffmm.datasets import make_synthetic
+
+    spec = importlib.util.spec_from_file_location(
+        "fastapi_service", EXAMPLES / "fastapi_service.py"
+    )
+    service = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(service)
+    data = make_synthetic(n_users=60, n_items=40, random_state=0)
+    model = DiffMMRecommender(epochs=1, denoiser_hidden_dims=(16,), random_state=0)
+    model.fit(data.train, data.features)
+    client = testclient.TestClient(service.create_app(model.export_serving(tmp_path / "m.serving")))
+
+    assert client.get("/health").json() == {
+        "users": 60,
+        "items": 40,
+        "model": "DiffMMRecommender",
+    }
+    answer = client.get("/recommend", params={"user": 3, "n": 4}).json()
+    expected_ids, expected_scores = model.recommend([3], n=4)
+    assert answer["user"] == 3 and answer["items"] == expected_ids[0].tolist()
+    np.testing.assert_allclose(answer["scores"], expected_scores[0], rtol=1e-6)
+    similar = client.get("/similar", params={"item": 5, "n": 3}).json()
+    assert similar["items"] == model.similar_items([5], n=3)[0][0].tolist()
+    new = client.post("/recommend_new", json={"history": [0, 1, 2], "n": 5}).json()
+    assert new["items"] == model.recommend_new_users([[0, 1, 2]], n=5)[0][0].tolist()
+    assert client.get("/recommend", params={"user": 999}).status_code == 404
+    assert client.get("/recommend", params={"user": "x"}).status_code == 404
+    assert client.get("/recommend", params={"user": 0, "n": 0}).status_code == 422
+    assert client.post("/recommend_new", json={"history": [999]}).status_code == 404

@@ -173,7 +173,7 @@ def test_crash_mid_save_leaves_previous_file_intact(model, tmp_path, monkeypatch
     def exploding_save(tensors):
         raise OSError("disk full")
 
-    monkeypatch.setattr(persistence, "save_tensors", exploding_save)
+    monkeypatch.setattr(persistence, "save_arrays", exploding_save)
     with pytest.raises(OSError, match="disk full"):
         model.save(path)
     assert path.read_bytes() == before

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numbers
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from ._errors import InvalidInputError, NonFiniteLossError
 from ._evaluation import evaluate_scorer
 from ._ids import IdMap
 from ._persistence import FileState, ModelFileError, read_archive, write_archive
-from ._ranking import rank, reusing_block
+from ._ranking import long_frame, reusing_block, top_n
 from ._validation import (
     binarize,
     check_interactions,
@@ -388,58 +387,20 @@ class BaseRecommender(BaseEstimator):
         exclude_items: Any,
         batch_size: int,
         allowed: np.ndarray | None = None,
-        universe: IdMap | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``n`` raw ids and scores for ``n_rows`` rows of ``score_rows(rows)``.
-
-        The columns are the items (or ``universe``, e.g. the users for :meth:`similar_users`).
-        ``exclude`` (rows × columns) masks columns per row; ``items`` / ``exclude_items`` (raw
-        ids) and ``allowed`` (indices) restrict the candidates for every row.
-        """
-        universe = self._items if universe is None else universe
-        what = universe.what
-        n = check_k(n, name="n")
-        batch_size = check_k(batch_size, name="batch_size")
-        n_columns = len(universe)
-        candidates = np.arange(n_columns) if allowed is None else np.asarray(allowed)
-        if items is not None:
-            wanted = universe.index(np.atleast_1d(items), name=f"{what}s")
-            candidates = np.intersect1d(candidates, wanted)
-        if exclude_items is not None:
-            dropped = universe.index(np.atleast_1d(exclude_items), name=f"exclude_{what}s")
-            candidates = np.setdiff1d(candidates, dropped, assume_unique=False)
-        if candidates.size == 0:
-            raise InvalidInputError(
-                f"No candidate {what}s are left after `{what}s` and `exclude_{what}s`."
-            )
-        if n > candidates.size:
-            warnings.warn(
-                f"n={n} is larger than the {candidates.size} candidate {what}s; returning "
-                f"{candidates.size} per row.",
-                UserWarning,
-                stacklevel=3,
-            )
-            n = int(candidates.size)
-
-        restricted = candidates.size < n_columns
-        if restricted and exclude is not None:
-            exclude = exclude[:, candidates]
-
-        def block(rows: np.ndarray) -> np.ndarray:
-            scores = score_rows(rows)
-            return scores[:, candidates] if restricted else scores
-
-        top, top_scores = rank(
-            block,
+        """Top-``n`` raw item ids and scores for ``n_rows`` rows of ``score_rows(rows)``."""
+        return top_n(
+            score_rows,
+            n_rows,
             n,
+            self._items,
             exclude=exclude,
-            users=np.arange(n_rows),
-            chunk_size=batch_size,
-            owned_blocks=True,  # fresh or scratch blocks: masked in place
+            wanted=items,
+            unwanted=exclude_items,
+            allowed=allowed,
+            batch_size=batch_size,
+            stacklevel=3,
         )
-        padding = top < 0
-        top = np.where(padding, -1, candidates[np.where(padding, 0, top)])
-        return universe.to_ids(top), np.where(padding, -np.inf, top_scores)
 
     def _chunk_scorer(self, user_idx: np.ndarray) -> Any:
         """``score(rows)``: the scores of ``user_idx[rows]``, written into one reused block."""
@@ -562,29 +523,4 @@ def _has_bool(values: Any) -> bool:
     """A list or tuple holding booleans (which NumPy would silently make 0 and 1)."""
     return isinstance(values, (list, tuple)) and any(
         isinstance(v, (bool, np.bool_)) for v in values
-    )
-
-
-def long_frame(queries: np.ndarray, ids: np.ndarray, scores: np.ndarray, names: tuple[str, str]):
-    """A long DataFrame of ranked lists: ``names[0]``, ``names[1]``, ``rank``, ``score``.
-
-    Row ``r`` of ``ids`` / ``scores`` is the list of ``queries[r]``; padding (score ``-inf``)
-    is left out.
-    """
-    try:
-        import pandas as pd
-    except ModuleNotFoundError:
-        raise ModuleNotFoundError(
-            "as_frame=True needs pandas: pip install pandas (or diffmm[pandas])."
-        ) from None
-    n_rows, n = ids.shape
-    keep = np.isfinite(scores).ravel()
-    ranks = np.tile(np.arange(1, n + 1, dtype=np.int64), n_rows)
-    return pd.DataFrame(
-        {
-            names[0]: np.repeat(queries, n)[keep],
-            names[1]: ids.ravel()[keep],
-            "rank": ranks[keep],
-            "score": scores.ravel().astype(np.float64)[keep],
-        }
     )

@@ -1,7 +1,8 @@
-"""Inference without training: denoising interaction rows and folding in new users.
+"""Inference with the fitted torch modules: denoising rows, the denoiser fold-in of new users.
 
-Pure functions over fitted modules and factors; nothing here changes a module's weights.
-(Items added after training are encoded by ``DiffMMNetwork.encode_new_items``.)
+Pure functions over fitted modules; nothing here changes a module's weights. (Items added
+after training are encoded by ``DiffMMNetwork.encode_new_items``; the propagation fold-in,
+which needs no module, is in ``_foldin``.)
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from ._model import Denoiser
 from ._sparse import csr_rows
 from .diffusion import DiffusionSchedule, q_sample, reverse_step
 
-__all__ = ["denoise_rows", "denoiser_user_scores", "propagation_user_factors"]
+__all__ = ["denoise_rows", "denoiser_user_scores"]
 
 
 @torch.no_grad()
@@ -74,32 +75,6 @@ def denoise_rows(
         return x
     finally:
         denoiser.train(was_training)
-
-
-def propagation_user_factors(
-    histories: sp.csr_matrix, item_factors: np.ndarray, item_degrees: np.ndarray
-) -> np.ndarray:
-    """One hop of symmetric-normalised propagation from a user's items to the user.
-
-    What the graph encoder's propagation does for a user node ``u`` with history ``H``
-    (self-loops included in the degrees): ``Σ_{i∈H} e_i / sqrt((|H|+1)(d_i+1))``.
-
-    Parameters
-    ----------
-    histories : csr_matrix of shape (n_users, n_items)
-        Binary interaction rows.
-    item_factors : ndarray of shape (n_items, dim)
-        The fitted items' output embeddings.
-    item_degrees : ndarray of shape (n_items,)
-        Training degrees of the items.
-
-    Returns
-    -------
-    ndarray of shape (n_users, dim)
-    """
-    weighted = item_factors / np.sqrt(item_degrees + 1.0)[:, None]
-    user_degree = np.asarray(histories.sum(axis=1)).reshape(-1, 1)
-    return np.asarray(histories @ weighted) / np.sqrt(user_degree + 1.0)
 
 
 def denoiser_user_scores(

@@ -15,18 +15,18 @@ import json
 import os
 import re
 import struct
+import sys
 import tempfile
 import threading
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import load as load_tensors
-from safetensors.torch import save as save_tensors
+from safetensors.numpy import load as load_arrays
+from safetensors.numpy import save as save_arrays
 
 from ._errors import ModelFileError
 from ._version import __version__
@@ -49,35 +49,41 @@ _STR_DTYPE = re.compile(r"^<U[0-9]{1,6}$")
 _JSON_NAME = "diffmm.json"
 _TENSOR_NAME = "tensors.safetensors"
 
+# This module never imports torch (serving files are read without it); torch objects in a tree
+# to save are recognised through the module torch already is when they exist.
+
+
+def _torch() -> Any:
+    return sys.modules.get("torch")
+
 
 # -- a JSON tree with arrays held aside ---------------------------------------------------------
 
 
-def pack(tree: Any) -> tuple[Any, dict[str, torch.Tensor]]:
+def pack(tree: Any) -> tuple[Any, dict[str, np.ndarray]]:
     """Replace every tensor/array in a nested structure by a reference; return both parts.
 
     Supports dicts (any str/int keys), lists, tuples, str, int, float, bool, None, NumPy
-    scalars, tensors and arrays (numeric arrays as tensors; string or object arrays of str/int
-    values as JSON lists).
+    scalars, torch tensors and devices, and arrays (numeric arrays aside; string or object
+    arrays of str/int values as JSON lists).
     """
-    tensors: dict[str, torch.Tensor] = {}
+    torch = _torch()
+    arrays: dict[str, np.ndarray] = {}
     seen: dict[int, str] = {}  # the same object referenced twice is stored once
 
-    def store(obj: Any, tensor: Callable[[], torch.Tensor]) -> str:
+    def store(obj: Any, array: Callable[[], np.ndarray]) -> str:
         if id(obj) not in seen:
-            key = f"t{len(tensors)}"
-            # A private copy: safetensors refuses tensors that share memory with each other.
-            tensors[key] = tensor().clone()
+            key = f"t{len(arrays)}"
+            arrays[key] = np.ascontiguousarray(array())
             seen[id(obj)] = key
         return seen[id(obj)]
 
     def walk(obj: Any) -> Any:
-        if isinstance(obj, torch.Tensor):
-            return {"__tensor__": store(obj, lambda: obj.detach().cpu().contiguous())}
+        if torch is not None and isinstance(obj, torch.Tensor):
+            return {"__tensor__": store(obj, lambda: obj.detach().cpu().numpy())}
         if isinstance(obj, np.ndarray):
             if obj.dtype.kind in "biuf":
-                key = store(obj, lambda: torch.from_numpy(np.ascontiguousarray(obj)))
-                return {"__ndarray__": key}
+                return {"__ndarray__": store(obj, lambda: obj)}
             values = obj.tolist()
             if not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in values):
                 raise TypeError(
@@ -97,18 +103,27 @@ def pack(tree: Any) -> tuple[Any, dict[str, torch.Tensor]]:
             return obj.item()
         if isinstance(obj, os.PathLike):
             return os.fspath(obj)
-        if isinstance(obj, torch.device):
+        if torch is not None and isinstance(obj, torch.device):
             return {"__device__": str(obj)}
         if obj is None or isinstance(obj, (str, bool, int, float)):
             return obj
         raise TypeError(f"Cannot save an object of type {type(obj).__name__}.")
 
-    return walk(tree), tensors
+    return walk(tree), arrays
 
 
-def unpack(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
+def unpack(
+    tree: Any, arrays: dict[str, np.ndarray], *, tensors: Literal["torch", "numpy"] = "torch"
+) -> Any:
     """Inverse of :func:`pack`; raises :class:`ModelFileError` for anything :func:`pack` never
-    writes (unknown markers, references to missing tensors, values of the wrong type)."""
+    writes (unknown markers, references to missing arrays, values of the wrong type).
+
+    Saved tensors come back as torch tensors, or with ``tensors="numpy"`` as NumPy arrays (and
+    devices as strings): then torch is not imported.
+    """
+    torch = None
+    if tensors == "torch":
+        import torch
 
     def walk(obj: Any) -> Any:
         if isinstance(obj, list):
@@ -116,9 +131,10 @@ def unpack(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
         if not isinstance(obj, dict):
             return obj
         if len(obj) == 1 and "__tensor__" in obj:
-            return _tensor(tensors, obj["__tensor__"])
+            array = _tensor(arrays, obj["__tensor__"])
+            return array if torch is None else torch.from_numpy(array)
         if len(obj) == 1 and "__ndarray__" in obj:
-            return _tensor(tensors, obj["__ndarray__"]).numpy()
+            return _tensor(arrays, obj["__ndarray__"])
         if set(obj) == {"__array__", "dtype"}:
             return _id_array(obj["__array__"], obj["dtype"])
         if len(obj) == 1 and "__dict__" in obj and isinstance(obj["__dict__"], dict):
@@ -128,6 +144,8 @@ def unpack(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
         if len(obj) == 1 and "__tuple__" in obj and isinstance(obj["__tuple__"], list):
             return tuple(walk(v) for v in obj["__tuple__"])
         if len(obj) == 1 and "__device__" in obj and isinstance(obj["__device__"], str):
+            if torch is None:
+                return obj["__device__"]
             try:
                 return torch.device(obj["__device__"])
             except RuntimeError:
@@ -137,10 +155,10 @@ def unpack(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return walk(tree)
 
 
-def _tensor(tensors: dict[str, torch.Tensor], key: Any) -> torch.Tensor:
-    if not isinstance(key, str) or key not in tensors:
+def _tensor(arrays: dict[str, np.ndarray], key: Any) -> np.ndarray:
+    if not isinstance(key, str) or key not in arrays:
         raise ModelFileError(f"The file refers to a tensor {key!r} that it does not hold.")
-    return tensors[key]
+    return arrays[key]
 
 
 def _id_array(values: Any, dtype: Any) -> np.ndarray:
@@ -197,7 +215,7 @@ def write_archive(path: str | os.PathLike, tree: Any, *, kind: str) -> Path:
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_STORED) as archive:
             archive.writestr(_JSON_NAME, json.dumps(header, allow_nan=True))
-            archive.writestr(_TENSOR_NAME, save_tensors(tensors) if tensors else b"")
+            archive.writestr(_TENSOR_NAME, save_arrays(tensors) if tensors else b"")
         with open(tmp_name, "rb") as done:
             os.fsync(done.fileno())
         os.replace(tmp_name, path)
@@ -255,7 +273,9 @@ _ZIP_ERRORS = (
 _MAX_DEPTH = 64  # of the JSON tree; the package writes fewer than 10 levels
 
 
-def read_archive(path: str | os.PathLike, *, kind: str) -> tuple[Any, dict[str, Any]]:
+def read_archive(
+    path: str | os.PathLike, *, kind: str, tensors: Literal["torch", "numpy"] = "torch"
+) -> tuple[Any, dict[str, Any]]:
     """Read a file written by :func:`write_archive`; return ``(tree, header)``.
 
     Raises :class:`ModelFileError` for a corrupted or hostile file, another kind of file, or a
@@ -306,10 +326,10 @@ def read_archive(path: str | os.PathLike, *, kind: str) -> tuple[Any, dict[str, 
     if "content" not in header:
         raise ModelFileError(f"{unreadable}: it has no content.")
     try:
-        tensors = load_tensors(raw_tensors) if raw_tensors else {}
+        arrays = load_arrays(raw_tensors) if raw_tensors else {}
     except SafetensorError as exc:
         raise ModelFileError(f"{path} is corrupted: its tensors cannot be read ({exc}).") from None
-    return unpack(header["content"], tensors), header
+    return unpack(header["content"], arrays, tensors=tensors), header
 
 
 def _depth(tree: Any) -> int:
@@ -404,11 +424,13 @@ class FileState:
             raise self.error(f"{self.where}[{key!r}] repeats a name")
         return list(value)
 
-    def tensor_dict(self, key: str) -> dict[str, torch.Tensor]:
-        """A module's state dict: a mapping of names to tensors."""
+    def tensor_dict(self, key: str) -> dict[str, Any]:
+        """A module's state dict: a mapping of names to (torch) tensors."""
         value = self._get(key)
+        torch = _torch()
         if not (
-            isinstance(value, dict)
+            torch is not None
+            and isinstance(value, dict)
             and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
         ):
             raise self.error(f"{self.where}[{key!r}] is not a module state")
@@ -427,7 +449,8 @@ def check_array(
     non_negative: bool = False,
 ) -> np.ndarray:
     """``value`` as a NumPy array of the given dimensions and dtype kinds, or ``error(...)``."""
-    if isinstance(value, torch.Tensor):
+    torch = _torch()
+    if torch is not None and isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
     if not isinstance(value, np.ndarray) or value.ndim != ndim or value.dtype.kind not in kinds:
         raise error(f"{what} is not a {ndim}-D array of the expected kind")

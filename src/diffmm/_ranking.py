@@ -7,17 +7,27 @@ public name): scores come as a dense array or, chunk by chunk, from a callable, 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
-import torch
 
-from ._validation import check_sparse, is_int
+from ._errors import InvalidInputError
+from ._ids import IdMap
+from ._validation import check_k, check_sparse, is_int
 
-__all__ = ["factor_scores", "rank", "rank_items", "reusing_block"]
+__all__ = [
+    "factor_scores",
+    "long_frame",
+    "rank",
+    "rank_items",
+    "reusing_block",
+    "similar",
+    "top_n",
+]
 
 
 def _check_users(users: npt.ArrayLike) -> np.ndarray:
@@ -65,16 +75,20 @@ def _rank_block(
     ex_cols: np.ndarray | None,
     *,
     owned: bool = False,
+    use_torch: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` of one chunk; ties broken by lower item index.
 
     Float scores go through ``torch.topk`` (one masked copy, or masking in place when the block
     is ``owned``, and a partial selection); rows where that could differ from the exact rule (a
     tie at the k-th place, or fewer than ``k`` finite candidates) are redone by
-    :func:`_rank_block_exact`, so the result is the same.
+    :func:`_rank_block_exact`, so the result is the same. ``use_torch=False`` ranks with NumPy
+    alone (the same result; for code that must not import torch).
     """
-    if block.dtype.kind != "f" or block.dtype.itemsize < 4 or k >= block.shape[1]:
+    if not use_torch or block.dtype.kind != "f" or block.dtype.itemsize < 4 or k >= block.shape[1]:
         return _rank_block_exact(block, k, ex_rows, ex_cols)
+    import torch
+
     if not (block.flags.writeable and block.dtype.isnative):
         block = np.array(block)  # torch wants writable, native-order memory; never written
     key = torch.from_numpy(block)
@@ -244,6 +258,7 @@ def rank(
     users: npt.ArrayLike | None = None,
     chunk_size: int = 1024,
     owned_blocks: bool = False,
+    use_torch: bool = True,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
     """:func:`rank_items`; ``owned_blocks`` says a callable's blocks may be overwritten.
 
@@ -331,7 +346,7 @@ def rank(
             ex_rows = np.repeat(np.arange(stop - start), np.diff(sub.indptr))[nz]
             ex_cols = np.asarray(sub.indices)[nz]
         owned = owned_blocks and dense is None
-        items, vals = _rank_block(block, k, ex_rows, ex_cols, owned=owned)
+        items, vals = _rank_block(block, k, ex_rows, ex_cols, owned=owned, use_torch=use_torch)
         top_items[start:stop] = items
         top_scores[start:stop] = vals
     return top_items, top_scores
@@ -342,17 +357,22 @@ def factor_scores(
     item_factors: np.ndarray,
     user_indices: np.ndarray,
     out: np.ndarray | None = None,
+    *,
+    use_torch: bool = True,
 ) -> np.ndarray:
     """``user_factors[user_indices] @ item_factors.T``, into ``out`` when it fits.
 
     Through torch's matmul, not NumPy's: NumPy's BLAS threads keep spinning after the product
     and take the cores from the top-k selection that follows (torch's threads).
+    ``use_torch=False``: NumPy's (for code that must not import torch).
     """
     users, items = user_factors[user_indices], item_factors
     shape, dtype = (len(users), len(items)), np.result_type(users, items)
     if out is None or out.shape != shape or out.dtype != dtype:
         out = np.empty(shape, dtype=dtype)
-    if users.dtype == items.dtype == dtype and dtype in (np.float32, np.float64):
+    if use_torch and users.dtype == items.dtype == dtype and dtype in (np.float32, np.float64):
+        import torch
+
         torch.mm(torch.from_numpy(users), torch.from_numpy(items).T, out=torch.from_numpy(out))
     else:
         np.matmul(users, items.T, out=out)
@@ -374,3 +394,136 @@ def reusing_block(score: Callable[[np.ndarray, np.ndarray | None], np.ndarray]) 
         return block
 
     return scores
+
+
+def top_n(
+    score_rows: Callable[[np.ndarray], np.ndarray],
+    n_rows: int,
+    n: int,
+    universe: IdMap,
+    *,
+    exclude: sp.csr_matrix | None = None,
+    wanted: Any = None,
+    unwanted: Any = None,
+    allowed: np.ndarray | None = None,
+    batch_size: int = 1024,
+    use_torch: bool = True,
+    stacklevel: int = 2,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``n`` raw ids of ``universe`` and their scores for ``n_rows`` rows of scores.
+
+    ``score_rows(rows)`` gives rows ``rows`` of scores over the universe (a block that may be
+    overwritten). ``exclude`` (rows × universe) masks entries per row; ``wanted`` /
+    ``unwanted`` (raw ids) and ``allowed`` (indices) restrict the candidates of every row.
+    Short lists are padded with ``universe.missing`` and score ``-inf``.
+    """
+    what = universe.what
+    n = check_k(n, name="n")
+    batch_size = check_k(batch_size, name="batch_size")
+    n_columns = len(universe)
+    candidates = np.arange(n_columns) if allowed is None else np.asarray(allowed)
+    if wanted is not None:
+        candidates = np.intersect1d(
+            candidates, universe.index(np.atleast_1d(wanted), name=f"{what}s")
+        )
+    if unwanted is not None:
+        dropped = universe.index(np.atleast_1d(unwanted), name=f"exclude_{what}s")
+        candidates = np.setdiff1d(candidates, dropped, assume_unique=False)
+    if candidates.size == 0:
+        raise InvalidInputError(
+            f"No candidate {what}s are left after `{what}s` and `exclude_{what}s`."
+        )
+    if n > candidates.size:
+        warnings.warn(
+            f"n={n} is larger than the {candidates.size} candidate {what}s; returning "
+            f"{candidates.size} per row.",
+            UserWarning,
+            stacklevel=stacklevel + 1,
+        )
+        n = int(candidates.size)
+    restricted = candidates.size < n_columns
+    if restricted and exclude is not None:
+        exclude = exclude[:, candidates]
+
+    def block(rows: np.ndarray) -> np.ndarray:
+        scores = score_rows(rows)
+        return scores[:, candidates] if restricted else scores
+
+    top, top_scores = rank(
+        block,
+        n,
+        exclude=exclude,
+        users=np.arange(n_rows),
+        chunk_size=batch_size,
+        owned_blocks=True,  # fresh or scratch blocks: masked in place
+        use_torch=use_torch,
+    )
+    padding = top < 0
+    top = np.where(padding, -1, candidates[np.where(padding, 0, top)])
+    return universe.to_ids(top), np.where(padding, -np.inf, top_scores)
+
+
+def similar(
+    universe: IdMap,
+    factors: np.ndarray,
+    queries: Any,
+    n: int,
+    *,
+    candidates: Any = None,
+    exclude: Any = None,
+    batch_size: int = 1024,
+    use_torch: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``n`` most cosine-similar rows of ``factors`` to each query (never the query).
+
+    Returns the queries' indices, the similar raw ids and the cosine similarities.
+    """
+    query_idx = universe.index(np.atleast_1d(np.asarray(queries)), name=f"{universe.what}s")
+    norms = np.linalg.norm(factors, axis=1, keepdims=True)
+    unit = (factors / np.where(norms > 0, norms, 1.0)).astype(factors.dtype, copy=False)
+    itself = sp.csr_matrix(
+        (np.ones(len(query_idx), dtype=np.float32), (np.arange(len(query_idx)), query_idx)),
+        shape=(len(query_idx), len(universe)),
+    )
+
+    def scores(rows: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+        return factor_scores(unit, unit, query_idx[rows], out, use_torch=use_torch)
+
+    ids, values = top_n(
+        reusing_block(scores),
+        len(query_idx),
+        n,
+        universe,
+        exclude=itself,
+        wanted=candidates,
+        unwanted=exclude,
+        batch_size=batch_size,
+        use_torch=use_torch,
+        stacklevel=3,
+    )
+    return query_idx, ids, values
+
+
+def long_frame(queries: np.ndarray, ids: np.ndarray, scores: np.ndarray, names: tuple[str, str]):
+    """A long DataFrame of ranked lists: ``names[0]``, ``names[1]``, ``rank``, ``score``.
+
+    Row ``r`` of ``ids`` / ``scores`` is the list of ``queries[r]``; padding (score ``-inf``)
+    is left out.
+    """
+    try:
+        import pandas as pd
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError(
+            "as_frame=True needs pandas: pip install pandas (or diffmm[pandas])."
+        ) from None
+    n_rows, n = ids.shape
+    keep = np.isfinite(scores).ravel()
+    ranks = np.tile(np.arange(1, n + 1, dtype=np.int64), n_rows)
+    return pd.DataFrame(
+        {
+            names[0]: np.repeat(queries, n)[keep],
+            names[1]: ids.ravel()[keep],
+            "rank": ranks[keep],
+            "score": scores.ravel().astype(np.float64)[keep],
+        }
+    )

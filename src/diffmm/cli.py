@@ -24,22 +24,23 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import (
     PRESETS,
-    DiffMMRecommender,
     InvalidInputError,
     ModelFileError,
     NonFiniteLossError,
-    PopularityRecommender,
     UnknownIdError,
     __version__,
 )
 from .datasets import MultiModalDataset, load_diffmm_format, load_mmrec_format, make_synthetic
 from .metrics import METRICS
+
+if TYPE_CHECKING:  # the estimators (and torch) are imported by the commands that use them
+    from .estimator import DiffMMRecommender
 
 __all__ = ["main"]
 
@@ -60,6 +61,9 @@ class CommandError(Exception):
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from .baselines import PopularityRecommender
+    from .estimator import DiffMMRecommender
+
     data = make_synthetic(
         n_users=args.users, n_items=args.items, random_state=args.seed, validation_fraction=0.2
     )
@@ -140,6 +144,8 @@ def _load_data(folder_arg: str, fmt: str) -> tuple[MultiModalDataset, str]:
 
 
 def _load_model(path_arg: str) -> DiffMMRecommender:
+    from .estimator import DiffMMRecommender
+
     path = Path(path_arg)
     if not path.exists():
         raise CommandError(f"model file not found: {path}")
@@ -348,6 +354,8 @@ def _check_names(names: Sequence[str], valid: Sequence[str], source: str) -> Non
 
 def _model_params(args: argparse.Namespace) -> dict[str, Any]:
     """Settings, lowest precedence first: --config, then --set, then the dedicated flags."""
+    from .estimator import DiffMMRecommender
+
     defaults = DiffMMRecommender().get_params(deep=False)
     valid = sorted(defaults)
     params: dict[str, Any] = {}
@@ -391,12 +399,19 @@ def _fit(args: argparse.Namespace) -> int:
     report_path = _check_writable(args.report, "report")
     inputs = _data_files(args.data_dir) + ([Path(args.config)] if args.config else [])
     _check_outputs({"model file": (out, "model"), "report": (report_path, "text")}, inputs)
+    from .estimator import DiffMMRecommender
+
     params = _model_params(args)
     model = (
         DiffMMRecommender.from_preset(args.preset, **params)
         if args.preset is not None
         else DiffMMRecommender(**params)
     )
+    try:  # the settings are checked before any data is read
+        model._validate_params()
+        model._schedule()
+    except InvalidInputError as exc:
+        raise CommandError(f"cannot fit: {exc}") from None
     data, fmt = _load_data(args.data_dir, args.format)
     if not args.quiet:
         print(f"Data ({fmt} format): {data}")

@@ -21,7 +21,6 @@ import scipy.sparse as sp
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import long_frame
 from ._checkpoint import (
     check_folder,
     fingerprint,
@@ -38,11 +37,14 @@ from ._factor_model import (
     FactorRecommender,
     modules_for_loading,
 )
+from ._foldin import propagation_user_factors
 from ._graph import adjacency_from_matrix
-from ._inference import denoiser_user_scores, propagation_user_factors
+from ._inference import denoiser_user_scores
 from ._model import Denoiser, DiffMMNetwork, NetworkConfig
 from ._objectives import DiffMMObjective
 from ._persistence import FileState, check_array
+from ._presets import PRESETS
+from ._ranking import long_frame
 from ._training import Snapshot, Trainer, TrainingResult
 from ._validation import (
     Interval,
@@ -56,44 +58,6 @@ from .diffusion import DiffusionSchedule
 __all__ = ["PRESETS", "DiffMMRecommender"]
 
 logger = logging.getLogger("diffmm")
-
-PRESETS: dict[str, dict[str, Any]] = {
-    "tiktok": {
-        "l2_weight": 1e-4,
-        "contrastive_weight": 1e-2,
-        "epochs": 50,
-        "projection": "linear",
-        "alignment_weight": 0.1,
-        "contrastive": "main_modal",
-    },
-    # Best settings found on TikTok's validation split (docs: Accuracy on real data): the SPEC's
-    # TikTok settings with the generated graphs weighted 0.5 instead of 0.2.
-    "tiktok-tuned": {
-        "l2_weight": 1e-4,
-        "contrastive_weight": 1e-2,
-        "epochs": 50,
-        "projection": "linear",
-        "alignment_weight": 0.1,
-        "contrastive": "main_modal",
-        "generated_graph_weight": 0.5,
-    },
-    "amazon-baby": {
-        "l2_weight": 1e-5,
-        "contrastive_weight": 1e-1,
-        "edge_keep_rate": 1.0,
-        "alignment_weight": 0.01,
-    },
-    "amazon-sports": {
-        "l2_weight": 1e-6,
-        "contrastive_weight": 1e-2,
-        "temperature": 0.1,
-        "residual_weight": 0.1,
-        "alignment_weight": 0.5,
-        "edge_keep_rate": 1.0,
-        "projection": "linear",
-    },
-}
-"""Named settings (SPEC "Per-dataset settings"); use with :meth:`DiffMMRecommender.from_preset`."""
 
 
 def _int_tuple(value: Any) -> bool:
