@@ -514,3 +514,35 @@ def test_recommend_maps_string_ids(capsys, data, tmp_path):
     assert [line.split(",")[0] for line in lines[1:]] == ["u3", "u3", "u10", "u10"]
     code, _, err = run_main(capsys, "recommend", path, "--users", "3")
     assert_error(code, err, 2, "unknown user", "'3'")
+
+
+def test_demo_shows_progress_on_a_terminal_and_not_in_a_pipe():
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    main_fd, terminal = pty.openpty()
+    # A terminal of 24 x 120 (a new pseudo-terminal has no size, and tqdm would draw nothing).
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+    args = [sys.executable, "-m", "diffmm", "demo", "--users", "60", "--items", "40"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [*args, "--epochs", "1"], stdout=subprocess.DEVNULL, stderr=terminal, env=env
+    )
+    os.close(terminal)
+    shown = b""
+    while select.select([main_fd], [], [], 120)[0]:  # read as it comes: the buffer is small
+        try:
+            chunk = os.read(main_fd, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(main_fd)
+    assert proc.wait(timeout=120) == 0
+    assert b"DiffMM" in shown and b"recommender" in shown  # the bars, on the terminal
+    piped = run_cli("demo", "--users", "60", "--items", "40", "--epochs", "1")
+    assert "DiffMM:" not in piped.stderr and "it/s" not in piped.stderr

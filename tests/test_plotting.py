@@ -64,15 +64,19 @@ def assert_drawn(fig, path):
     assert drawn.mean() > 0.01, "the image is (almost) blank"
 
 
-def test_plot_history(fitted, tmp_path):
+def test_plot_history_gives_each_loss_its_own_panel(fitted, tmp_path):
     fig = plot_history(fitted)
     assert_drawn(fig, tmp_path / "history.png")
-    loss_ax, score_ax = fig.axes
-    assert loss_ax.get_yscale() == "log"
-    labels = loss_ax.get_legend_handles_labels()[1]
-    for name in ("diffusion", "alignment (MSI)", "BPR", "L2", "contrastive"):
-        assert name in labels
-    assert score_ax.get_ylabel() == "validation recall@20"
+    *loss_axes, score_ax = fig.axes
+    titles = [axis.get_title() for axis in loss_axes]
+    assert titles == ["diffusion", "alignment (MSI)", "BPR", "L2", "contrastive"]
+    for axis, key in zip(
+        loss_axes, ("diffusion", "alignment", "bpr", "l2", "contrastive"), strict=True
+    ):
+        assert axis.get_yscale() == "linear"  # each on its own scale, where its trend shows
+        values = [r[f"loss_{key}"] for r in fitted.history_]
+        np.testing.assert_allclose(axis.lines[0].get_ydata(), values)
+    assert score_ax.get_title() == "validation recall@20"
     scores = [r["validation_score"] for r in fitted.history_]
     np.testing.assert_allclose(score_ax.lines[0].get_ydata(), scores)
 
@@ -90,10 +94,8 @@ def test_plot_history_leaves_out_components_that_are_never_positive(tmp_path):
         for e in (1, 2, 3)
     ]
     fig = plot_history(history)
-    assert len(fig.axes) == 1  # no validation score, no second panel
-    ax = fig.axes[0]
-    assert ax.get_legend_handles_labels()[1] == ["BPR", "L2"]
-    assert "contrastive" in ax.get_title()
+    assert [ax.get_title() for ax in fig.axes] == ["BPR", "L2"]  # no validation panel
+    assert "contrastive" in fig._suptitle.get_text()
     assert_drawn(fig, tmp_path / "history_zero.png")
 
 
@@ -139,10 +141,16 @@ def test_generated_graph_stats(fitted, tiny_data):
 def test_plot_generated_graphs(fitted, tiny_data, tmp_path):
     fig = plot_generated_graphs(fitted, tiny_data.validation)
     assert_drawn(fig, tmp_path / "graphs.png")
-    ax = fig.axes[0]
-    assert len(ax.patches) == 3 * len(fitted.modalities_)  # three bars per modality
-    fig2, ax2 = plt.subplots()
-    assert plot_generated_graphs(fitted, tiny_data.validation, ax=ax2) is fig2
+    precision, training, fusion = fig.axes
+    for axis in (precision, training, fusion):  # one bar per modality, each panel its scale
+        assert len(axis.patches) == len(fitted.modalities_)
+    stats = generated_graph_stats(fitted, tiny_data.validation)
+    chance = next(iter(stats.values()))["chance_precision"]
+    assert precision.lines[0].get_ydata()[0] == pytest.approx(chance)
+    weights = [p.get_height() for p in fusion.patches]
+    assert sum(weights) == pytest.approx(1.0)
+    fig2, axes = plt.subplots(1, 3)
+    assert plot_generated_graphs(fitted, tiny_data.validation, axes=axes) is fig2
 
 
 def test_plot_generated_graphs_without_graphs(fitted, tiny_data):

@@ -210,8 +210,9 @@ class BaseRecommender(BaseEstimator):
         check_is_fitted(self)
         tree = {
             "class": type(self).__name__,
+            # A Generator random_state and callbacks (code) are not stored.
             "params": {
-                k: (None if isinstance(v, np.random.Generator) else v)
+                k: (None if isinstance(v, np.random.Generator) or k == "callbacks" else v)
                 for k, v in self.get_params(deep=False).items()
             },
             "fitted": self._fitted_state(),
@@ -424,7 +425,7 @@ class BaseRecommender(BaseEstimator):
         """Ranking metrics of the recommendations against held-out interactions.
 
         Each user with at least one held-out interaction is ranked over the full catalogue with
-        their training items excluded (SPEC §7).
+        their training items excluded (model page §7).
 
         Parameters
         ----------

@@ -44,6 +44,7 @@ _RESUMABLE_CHANGES = frozenset(
         "checkpoint_dir",
         "checkpoint_every",
         "copy_features",
+        "callbacks",
     }
 )
 
@@ -68,7 +69,7 @@ def params_for_file(params: Mapping[str, Any]) -> dict[str, Any]:
     """Hyper-parameters as JSON values (a Generator ``random_state`` cannot be stored)."""
     out = {}
     for key, value in params.items():
-        if isinstance(value, np.random.Generator):
+        if isinstance(value, np.random.Generator) or key == "callbacks":
             value = None
         elif isinstance(value, (torch.device, Path)):
             value = str(value)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,6 +97,8 @@ class DiffusionPhases:
         self.optimizers = [adam(d.parameters(), config.learning_rate) for d in denoisers]
         self.n_users, self.n_items = self.matrix.shape
         self.graphs: list[torch.Tensor] | None = None  # the latest generated graphs
+        # ``on_batch(phase, done, total, running_losses)``, set by the loop for progress.
+        self.on_batch: Callable[[str, int, int, dict[str, float]], None] | None = None
         # What the encoder scores with: ``graphs``, or the same graphs before edge dropout.
         self.scoring_graphs: list[torch.Tensor] | None = None
 
@@ -157,6 +159,10 @@ class DiffusionPhases:
                     parts = parts + torch.stack([diff.detach(), align.detach()])
                 totals += parts
                 n_batches += 1
+                if self.on_batch is not None:
+                    running = (totals / n_batches).tolist()
+                    losses_so_far = {"loss_diffusion": running[0], "loss_alignment": running[1]}
+                    self.on_batch("denoiser", n_batches, len(user_batches), losses_so_far)
         mean = (totals / max(n_batches, 1)).tolist()
         return {"loss_diffusion": mean[0], "loss_alignment": mean[1]}
 
@@ -213,6 +219,7 @@ class DiffusionPhases:
         scores = torch.empty((cfg.batch_size, cfg.graph_top_k), device=self.device)
         # Each batch's slice of R, made once for every modality and never made dense.
         row_batches = [(b, self._sparse_rows(b)) for b in batches(users_all, cfg.batch_size)]
+        steps, done = len(self.denoisers) * len(row_batches), 0
         for denoiser in self.denoisers:
             tops = torch.empty(
                 (self.n_users, cfg.graph_top_k), dtype=torch.int64, device=self.device
@@ -231,6 +238,9 @@ class DiffusionPhases:
                     x = add_csr_(x, rows, alpha=-math.inf)
                 top = (scores[: len(batch)], tops[batch[0] : batch[-1] + 1])  # batch: a range
                 torch.topk(x, cfg.graph_top_k, dim=-1, out=top)
+                done += 1
+                if self.on_batch is not None:
+                    self.on_batch("generation", done, steps, {})
             graph = top_k_graph(users, tops, self.n_users, self.n_items)
             graphs.append(drop_edges(graph, cfg.edge_keep_rate, self.generator))
             undropped.append(graph)

@@ -24,10 +24,10 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseRecommender
 from ._errors import InvalidInputError
-from ._evaluation import factor_validation
+from ._evaluation import evaluate_scorer, factor_validation
 from ._ids import IdMap
 from ._persistence import FileState
-from ._ranking import factor_scores, long_frame, similar
+from ._ranking import factor_scores, long_frame, reusing_block, similar
 from ._training import (
     Evaluate,
     NonFiniteLossError,
@@ -37,6 +37,8 @@ from ._training import (
     TrainingResult,
 )
 from ._validation import Interval, Options, Predicate
+from .callbacks import Epoch
+from .callbacks import call as call_callbacks
 
 __all__ = ["NON_NEGATIVE", "POSITIVE", "POSITIVE_INT", "FactorRecommender", "modules_for_loading"]
 
@@ -51,6 +53,12 @@ def modules_for_loading() -> contextlib.AbstractContextManager:
     Their initial draws come from the global generator inside a fork of it, and are discarded.
     """
     return torch.random.fork_rng(devices=[])
+
+
+def _callbacks_ok(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and all(
+        callable(c) or callable(getattr(c, "on_epoch_end", None)) for c in value
+    )
 
 
 def _device_ok(value: Any) -> bool:
@@ -86,6 +94,7 @@ class FactorRecommender(BaseRecommender):
         "verbose": [bool, Interval(numbers.Integral, 0, None)],
         "user_balance": [Interval(numbers.Real, 0, 1)],
         "negative_candidates": [POSITIVE_INT],
+        "callbacks": [Predicate(_callbacks_ok, "None or a list of callbacks"), None],
     }
     _progress_name: str = "training"
 
@@ -186,11 +195,26 @@ class FactorRecommender(BaseRecommender):
         """
         if finish is None:
             finish = partial(self._finish, trainer)
+
+        def epoch_end(result: TrainingResult) -> None:
+            if self.callbacks:
+                epoch = Epoch(
+                    result.epoch,
+                    result.history[-1],
+                    trainer.embeddings,
+                    partial(self._evaluate_factors, trainer),
+                )
+                if call_callbacks(self.callbacks, epoch):
+                    result.stopped_early = True
+            if on_epoch_end is not None:
+                on_epoch_end(result)
+
         with _Progress(self.epochs, enabled=bool(self.verbose), desc=self._progress_name) as bar:
             if state is not None:
                 bar.skip(state.epoch)
+            trainer.set_batch_report(bar.batch if bar.enabled else None)
             try:
-                result = trainer.run(progress=bar.update, on_epoch_end=on_epoch_end, state=state)
+                result = trainer.run(progress=bar.update, on_epoch_end=epoch_end, state=state)
             except NonFiniteLossError as exc:
                 self.history_ = exc.history
                 if exc.snapshot is not None:
@@ -208,6 +232,15 @@ class FactorRecommender(BaseRecommender):
                 stacklevel=6,  # the caller of fit (through _transaction and _fit)
             )
         return result
+
+    def _evaluate_factors(
+        self, trainer: Trainer, held_out: Any, metrics: tuple[str, ...], ks: tuple[int, ...]
+    ) -> dict[str, float]:
+        """Metrics of the trainer's current weights on held-out data (for callbacks)."""
+        users, items = trainer.embeddings()
+        scores = reusing_block(partial(factor_scores, users, items))
+        held = self._held_out_matrix(held_out, "held_out")
+        return evaluate_scorer(scores, self.interactions_, held, metrics, ks)
 
     def _finish(self, trainer: Trainer, best: Snapshot) -> None:
         """Keep the chosen epoch's output embeddings and network (on the CPU).
@@ -421,39 +454,63 @@ class FactorRecommender(BaseRecommender):
 
 
 class _Progress:
-    """A tqdm bar over epochs with the latest losses, or nothing."""
+    """Progress bars: epochs, and the current phase's batches with its running losses."""
 
     def __init__(self, total: int, *, enabled: bool, desc: str) -> None:
         self.total = total
         self.enabled = enabled
         self.desc = desc
         self.bar = None
+        self.phase_bar = None
+        self.phase: str | None = None
+        self.last_score: float | None = None
 
     def __enter__(self) -> _Progress:
         if self.enabled:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=self.total, desc=self.desc, unit="epoch")
+            self.bar = tqdm(total=self.total, desc=self.desc, unit="epoch", position=0)
+            self.phase_bar = tqdm(total=1, desc="", unit="batch", position=1, leave=False)
         return self
 
     def skip(self, epochs: int) -> None:
         if self.bar is not None:
             self.bar.update(epochs)
 
-    def update(self, epoch: int, record: dict[str, float]) -> None:
-        if self.bar is not None:
-            self.bar.set_postfix(
-                {
-                    k.removeprefix("loss_"): f"{v:.4g}"
-                    for k, v in record.items()
-                    if k.startswith(("loss_", "validation"))
-                }
-            )
-            self.bar.update(1)
+    def batch(self, phase: str, done: int, total: int, losses: dict[str, float]) -> None:
+        """One batch of ``phase`` done (of ``total``), with the phase's running losses."""
+        bar = self.phase_bar
+        if bar is None:
+            return
+        if phase != self.phase:
+            self.phase = phase
+            bar.reset(total=total)
+            bar.set_description(phase)
+        shown = {k.removeprefix("loss_"): f"{v:.4g}" for k, v in losses.items()}
+        if self.last_score is not None:
+            shown["validation"] = f"{self.last_score:.4f}"
+        bar.set_postfix(shown, refresh=False)
+        bar.update(done - bar.n)
+
+    def update(self, epoch: int, record: dict[str, Any]) -> None:
+        if self.bar is None:
+            return
+        if "validation_score" in record:
+            self.last_score = record["validation_score"]
+        self.phase = None
+        self.bar.set_postfix(
+            {
+                k.removeprefix("loss_"): f"{v:.4g}"
+                for k, v in record.items()
+                if k.startswith(("loss_", "validation")) and isinstance(v, float)
+            }
+        )
+        self.bar.update(1)
 
     def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        for bar in (self.phase_bar, self.bar):
+            if bar is not None:
+                bar.close()
 
 
 def _physical_memory() -> int | None:

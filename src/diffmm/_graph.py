@@ -31,9 +31,10 @@ def bipartite_adjacency(
 ) -> torch.Tensor:
     """``D^-1/2 (B + I) D^-1/2`` for ``B = [[0, R], [Rᵀ, 0]]`` with R given by its edges.
 
-    SPEC "Data" (and §4 for generated graphs): duplicate edges count once, every node gets a
-    self-loop, ``D`` are the row sums of ``B + I``. With ``self_loops=False`` it is LightGCN's
-    ``D^-1/2 B D^-1/2`` with ``D`` the row sums of ``B``; a node without edges has an empty row.
+    Model page, "Data and graphs" (and §4 for generated graphs): duplicate edges count once,
+    every node gets a self-loop, ``D`` are the row sums of ``B + I``. With
+    ``self_loops=False`` it is LightGCN's ``D^-1/2 B D^-1/2`` with ``D`` the row sums of
+    ``B``; a node without edges has an empty row.
 
     Parameters
     ----------
@@ -92,7 +93,7 @@ def adjacency_from_matrix(
 def top_k_graph(
     user_indices: torch.Tensor, top_items: torch.Tensor, n_users: int, n_items: int
 ) -> torch.Tensor:
-    """The generated graph ``G_m`` from each user's top-k items (SPEC §4), before dropout.
+    """The generated graph ``G_m`` from each user's top-k items (model page §4), before dropout.
 
     Parameters
     ----------
@@ -111,7 +112,7 @@ def drop_edges(
 ) -> torch.Tensor:
     """Keep each stored entry with probability ``keep_rate``, scaling kept values by its inverse.
 
-    SPEC §4: applied to every stored entry of ``G_m`` (self-loops included), once per epoch.
+    model page §4: applied to every stored entry of ``G_m`` (self-loops included), once per epoch.
     ``keep_rate == 1`` returns the graph unchanged.
     """
     if keep_rate >= 1.0:

@@ -58,7 +58,7 @@ def _denoiser_init_(layer: nn.Linear, generator: torch.Generator | None) -> None
 
 
 class TimeEmbedding(nn.Module):
-    """Sinusoidal embedding of the diffusion step followed by a linear layer (SPEC §2).
+    """Sinusoidal embedding of the diffusion step followed by a linear layer (model page §2).
 
     Parameters
     ----------
@@ -86,7 +86,7 @@ class TimeEmbedding(nn.Module):
 
 
 class Denoiser(nn.Module):
-    """The MLP ``f_m(x_t, t)`` that predicts a user's interaction row ``x_0`` (SPEC §2).
+    """The MLP ``f_m(x_t, t)`` that predicts a user's interaction row ``x_0`` (model page §2).
 
     Parameters
     ----------
@@ -234,7 +234,7 @@ class _SplitLinear(torch.autograd.Function):
 
 
 class ModalityProjection(nn.Module):
-    """``φ_m``: item features of one modality into the embedding space (SPEC "Parameters").
+    """``φ_m``: item features of one modality into the embedding space (model page, "Data").
 
     ``kind="linear"`` is a linear layer with bias (reference ``trans=1``); ``kind="matrix"``
     is a bias-free Xavier-initialised matrix followed by LeakyReLU(0.2) (``trans=0``).
@@ -266,7 +266,7 @@ class ModalityProjection(nn.Module):
 
 
 def propagate(adjacency: torch.Tensor, x: torch.Tensor, n_layers: int) -> torch.Tensor:
-    """``Σ_{l=0..L} A^l·x`` (SPEC §5) for a symmetric ``A`` (its backward reuses ``A``)."""
+    """``Σ_{l=0..L} A^l·x`` (model page §5) for a symmetric ``A`` (its backward reuses ``A``)."""
     total = x
     for _ in range(n_layers):
         x = spmm(adjacency, x, symmetric=True)
@@ -276,7 +276,7 @@ def propagate(adjacency: torch.Tensor, x: torch.Tensor, n_layers: int) -> torch.
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    """Everything the recommender network needs to be built (SPEC §5 symbols in brackets)."""
+    """Everything the recommender network needs to be built (model page §5 symbols in brackets)."""
 
     n_users: int
     n_items: int
@@ -367,7 +367,7 @@ class DiffMMNetwork(nn.Module):
         with_views: bool = False,
         graphs_t: list[torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Encode all nodes; optionally also the per-modality contrastive views (SPEC §5).
+        """Encode all nodes; optionally also the per-modality contrastive views (model page §5).
 
         Parameters
         ----------

@@ -43,6 +43,8 @@ logger = logging.getLogger("diffmm")
 
 #: ``evaluate(user_factors, item_factors)``: a higher-is-better validation score.
 Evaluate = Callable[[np.ndarray, np.ndarray], float]
+#: ``on_batch(phase, done, total, running_losses)``: progress within an epoch.
+BatchReport = Callable[[str, int, int, dict[str, float]], None]
 
 
 @dataclass(frozen=True)
@@ -188,10 +190,21 @@ class Trainer:
         self.rng = rng
         self.evaluate = evaluate
         self.never_negative = never_negative
+        self.on_batch: BatchReport | None = None  # see set_batch_report
         self.optimizer = adam(self.network.parameters(), config.learning_rate)
         coo = self.matrix.tocoo()
         self.train_users = coo.row.astype(np.int64)
         self.train_items = coo.col.astype(np.int64)
+
+    def set_batch_report(self, on_batch: BatchReport | None) -> None:
+        """After every batch of every phase, call ``on_batch(phase, done, total, losses)``.
+
+        ``losses`` are the phase's running means (empty for generation); for progress
+        displays. Without it (``None``) no work is done for reporting.
+        """
+        self.on_batch = on_batch
+        if self.diffusion is not None:
+            self.diffusion.on_batch = on_batch
 
     def _end_phase(self) -> None:
         """End a phase: its queued GPU work is waited for and its freed host memory returned.
@@ -242,6 +255,13 @@ class Trainer:
             self.optimizer.step()
             totals += parts
             n_batches += 1
+            if self.on_batch is not None:
+                running = (totals / n_batches).tolist()
+                names = ("loss_bpr", "loss_l2", "loss_contrastive")
+                losses = dict(zip(names, running, strict=True))
+                self.on_batch(
+                    "recommender", n_batches, -(-triples.shape[1] // cfg.batch_size), losses
+                )
         mean = (totals / max(n_batches, 1)).tolist()
         return {"loss_bpr": mean[0], "loss_l2": mean[1], "loss_contrastive": mean[2]}
 
@@ -281,8 +301,9 @@ class Trainer:
 
         The result's ``best`` holds the best-scoring snapshot (the last one without
         ``evaluate``), whose weights are restored at the end. ``state`` continues a run (see
-        :meth:`load_state_dict`); ``progress`` sees each epoch's record and ``on_epoch_end``
-        the state after each epoch (for checkpoints). A non-finite loss raises
+        :meth:`load_state_dict`); ``on_epoch_end`` sees the state after each epoch (for
+        callbacks and checkpoints; it may set ``stopped_early``) and then ``progress`` the
+        epoch's record. A non-finite loss raises
         :class:`NonFiniteLossError` after restoring that snapshot; ``KeyboardInterrupt``
         restores it too and returns with ``interrupted`` set (it propagates when no epoch has
         completed yet).
@@ -292,6 +313,8 @@ class Trainer:
         try:
             while result.epoch < cfg.epochs and not result.stopped_early:
                 self._epoch(result)
+                if on_epoch_end is not None:  # may add to the record or stop the run
+                    on_epoch_end(result)
                 if progress is not None:
                     progress(result.epoch, result.history[-1])
                 logger.info(
@@ -300,8 +323,6 @@ class Trainer:
                     _format_record(result.history[-1]),
                     extra={"diffmm_record": result.history[-1]},
                 )
-                if on_epoch_end is not None:
-                    on_epoch_end(result)
         except KeyboardInterrupt:
             if result.last_good is None and result.best is None:
                 raise

@@ -135,8 +135,10 @@ class LightGCNRecommender(FactorRecommender):
     random_state : int, numpy.random.Generator or None, default=None
         Seeds initialisation, shuffling and negative sampling.
     verbose : bool, default=False
-        Show a progress bar with the running losses; otherwise progress goes to the
-        ``"diffmm"`` logger.
+        Show progress bars (epochs, and the batches of each epoch with the running losses);
+        either way each epoch's record goes to the ``"diffmm"`` logger.
+    callbacks : list, optional
+        Called after every epoch (see :class:`~diffmm.callbacks.Callback`).
     user_balance : float, default=0.0
         How the (user, item) pairs are drawn: 0, every interaction once per epoch; above 0,
         as many pairs with users weighted by ``deg(u)^(1 − user_balance)`` (1: uniform over
@@ -201,6 +203,7 @@ class LightGCNRecommender(FactorRecommender):
         device: str | torch.device = "auto",
         random_state: int | np.random.Generator | None = None,
         verbose: bool = False,
+        callbacks: list | None = None,
         user_balance: float = 0.0,
         negative_candidates: int = 1,
         user_col: str = "user",
@@ -220,6 +223,7 @@ class LightGCNRecommender(FactorRecommender):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.callbacks = callbacks
         self.user_balance = user_balance
         self.negative_candidates = negative_candidates
         self.user_col = user_col

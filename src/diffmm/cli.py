@@ -75,7 +75,7 @@ def _demo(args: argparse.Namespace) -> int:
             denoiser_hidden_dims=(256,),
             batch_size=256,
             random_state=args.seed,
-            verbose=args.verbose,
+            verbose=args.verbose or (sys.stderr.isatty() and not args.quiet),
         ),
     }
     ks = (10, 20)
@@ -369,7 +369,7 @@ def _model_params(args: argparse.Namespace) -> dict[str, Any]:
     for flag, name in (("epochs", "epochs"), ("device", "device"), ("seed", "random_state")):
         if getattr(args, flag) is not None:
             params[name] = getattr(args, flag)
-    params.setdefault("verbose", True)
+    params.setdefault("verbose", sys.stderr.isatty())  # progress bars on a terminal
     if args.quiet:
         params["verbose"] = False
     for name, value in params.items():
@@ -621,7 +621,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--items", type=int, default=400, help="number of items (default 400)")
     demo.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    demo.add_argument("--verbose", action="store_true", help="show a progress bar")
+    demo.add_argument(
+        "--verbose", action="store_true", help="show progress bars (the default on a terminal)"
+    )
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=_demo)
 
     fit = sub.add_parser(

@@ -4,7 +4,7 @@ In the style of diffusers' ``scheduling_ddpm.py``: the schedule is an immutable
 table of float64 coefficients, and the functions below take tensors and return
 tensors.  Nothing here calls a network or keeps training state.
 
-The formulas, from SPEC §1 (schedule, forward process, posterior, SNR), §3 (loss weight)
+The formulas, from model page §1 (schedule, forward process, posterior, SNR), §3 (loss weight)
 and §4 (reverse step), labelled (D1)–(D7) here and cited in the code by those labels:
 
 (D1) Schedule.  ``T`` steps (default 5), noise scale ``s`` (0.1), ``noise_min``

@@ -52,8 +52,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["THREAD_ENV_VARS", "TorchThreadsPlugin", "limit_torch_threads", "local_cluster_client"]
 
-#: Environment variables that size the native thread pools of processes started by a worker.
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+"""Environment variables that size the native thread pools of processes a worker starts."""
 
 _PLUGIN_NAME = "diffmm-torch-threads"
 
@@ -197,6 +197,7 @@ class TorchThreadsPlugin:
         return f"TorchThreadsPlugin(n_threads={self.n_threads}, cuda_devices={self.cuda_devices!r})"
 
     def setup(self, worker: Any = None) -> None:
+        """Cap the worker's threads (Dask calls this when the plugin is registered)."""
         names = list(THREAD_ENV_VARS)
         if self.cuda_devices is not None:
             names.append("CUDA_VISIBLE_DEVICES")
@@ -220,6 +221,7 @@ class TorchThreadsPlugin:
         torch.set_num_threads(self.n_threads)
 
     def teardown(self, worker: Any = None) -> None:
+        """Restore the worker's previous thread settings (Dask calls this on removal)."""
         if self._saved is None:
             return
         torch.set_num_threads(self._saved["torch_threads"])

@@ -154,8 +154,13 @@ class DiffMMRecommender(FactorRecommender):
     random_state : int, numpy.random.Generator or None, default=None
         Seeds initialisation, shuffling, negative sampling, diffusion noise and dropout.
     verbose : bool, default=False
-        Show a progress bar with the running losses; otherwise progress goes to the
-        ``"diffmm"`` logger.
+        Show progress bars: epochs, and within each epoch the current phase's batches with
+        its running losses and the last validation score. Either way each epoch's record goes
+        to the ``"diffmm"`` logger.
+    callbacks : list, optional
+        Called after every epoch (see :class:`~diffmm.callbacks.Callback`): record metrics
+        (:class:`~diffmm.callbacks.TrackMetrics`), or stop training by returning ``True``
+        (the best epoch's weights are kept).
     checkpoint_dir : str or Path, optional
         Write a checkpoint (weights, optimiser state, random streams, history) to
         ``checkpoint_dir/checkpoint.diffmm`` every ``checkpoint_every`` epochs and after the last;
@@ -308,6 +313,7 @@ class DiffMMRecommender(FactorRecommender):
         device: str | torch.device = "auto",
         random_state: int | np.random.Generator | None = None,
         verbose: bool = False,
+        callbacks: list | None = None,
         checkpoint_dir: str | Path | None = None,
         checkpoint_every: int = 1,
         copy_features: bool = True,
@@ -357,6 +363,7 @@ class DiffMMRecommender(FactorRecommender):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.callbacks = callbacks
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
         self.copy_features = copy_features

@@ -1,4 +1,4 @@
-"""Loss functions of DiffMM (SPEC §3, §6), as pure functions of tensors."""
+"""Loss functions of DiffMM (model page §3, §6), as pure functions of tensors."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ __all__ = [
 
 
 def bpr_loss(users: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
-    """``−mean log σ(e_u·e_i − e_u·e_j)`` over the rows (SPEC §6).
+    """``−mean log σ(e_u·e_i − e_u·e_j)`` over the rows (model page §6).
 
     Examples
     --------
@@ -34,14 +34,14 @@ def bpr_loss(users: torch.Tensor, positives: torch.Tensor, negatives: torch.Tens
 
 
 def l2_penalty(*tables: torch.Tensor) -> torch.Tensor:
-    """Sum of squared Frobenius norms of the given tables (SPEC §6's L2 term, unweighted)."""
+    """Sum of squared Frobenius norms of the given tables (model page §6's L2 term, unweighted)."""
     return sum(t.pow(2).sum() for t in tables)
 
 
 def info_nce(
     view_x: torch.Tensor, view_y: torch.Tensor, nodes: torch.Tensor, temperature: float
 ) -> torch.Tensor:
-    """InfoNCE of ``view_x[nodes]`` against all rows of ``view_y`` (SPEC §6).
+    """InfoNCE of ``view_x[nodes]`` against all rows of ``view_y`` (model page §6).
 
     ``−mean_n log(exp(x_n·y_n/τ) / Σ_{n'} exp(x_n·y_{n'}/τ))`` on L2-normalised rows, with the
     mean over the entries of ``nodes`` (duplicates count as often as they appear) and the sum

@@ -112,14 +112,17 @@ def _mark_best_epoch(model: Any, axes: list[Axes]) -> None:
 
 
 def plot_history(model_or_history: Any, *, ax: Axes | None = None) -> Figure:
-    """Plot each loss component and the validation score per epoch.
+    """Plot each loss component and the validation score per epoch, one panel each.
 
-    Loss components are drawn on a log scale; values that are not positive (a component that a
-    setting disables, e.g. ``contrastive=None``, is recorded as 0) cannot be shown there and are
-    left out, and components that are never positive are named in the title instead. The
-    validation score, when the model was fitted with ``validation_data``, goes to a second panel
-    below the losses, or to a twin y axis when ``ax`` is given. A dotted line marks the epoch
+    The components have different scales (the diffusion loss is hundreds of times the BPR
+    loss), so each gets its own panel and its own linear y axis, where its trend is visible;
+    the validation score, when the model was fitted with ``validation_data``, gets the last
+    panel. A component that is never positive (one a setting disables, e.g. ``contrastive=None``,
+    is recorded as 0) is named in the title instead of drawn. A dotted line marks the epoch
     whose weights the model kept (``best_epoch_``), when a model is given.
+
+    With ``ax``, a compact view goes into that one Axes instead: every component on one log
+    axis, the validation score on a twin axis.
 
     Parameters
     ----------
@@ -127,7 +130,7 @@ def plot_history(model_or_history: Any, *, ax: Axes | None = None) -> Figure:
         A fitted model, or its ``history_``: one dict per epoch with ``loss_*`` entries and
         optionally ``epoch`` and ``validation_score``.
     ax : matplotlib Axes, optional
-        Axes to draw the losses into; by default a new figure is created.
+        Draw the compact view into these axes instead of a figure of panels.
 
     Returns
     -------
@@ -150,8 +153,8 @@ def plot_history(model_or_history: Any, *, ax: Axes | None = None) -> Figure:
     >>> model = DiffMMRecommender(epochs=3, denoiser_hidden_dims=(32,), random_state=0)
     >>> model = model.fit(data.train, data.features, validation_data=data.validation)
     >>> fig = plot_history(model)
-    >>> [axis.get_ylabel() for axis in fig.axes]
-    ['loss (log scale)', 'validation recall@20']
+    >>> [axis.get_title() for axis in fig.axes]
+    ['diffusion', 'alignment (MSI)', 'BPR', 'L2', 'contrastive', 'validation recall@20']
 
     A history list works too, e.g. one loaded from a saved model:
 
@@ -166,69 +169,89 @@ def plot_history(model_or_history: Any, *, ax: Axes | None = None) -> Figure:
     loss_keys = [k for k in loss_keys if any(k in record for record in history)]
     pairs = zip(epochs, history, strict=True)
     scored = [(e, r["validation_score"]) for e, r in pairs if "validation_score" in r]
-
-    if ax is None:
-        n_rows = 2 if scored else 1
-        fig, grid = plt.subplots(
-            n_rows, 1, sharex=True, squeeze=False, figsize=(8.0, 3.0 + 2.4 * (n_rows - 1))
-        )
-        loss_ax = grid[0, 0]
-        score_ax = grid[1, 0] if scored else None
-    else:
-        loss_ax = ax
-        score_ax = ax.twinx() if scored else None
-    fig = loss_ax.figure
-
-    hidden = []
+    series, hidden = [], []
     for key in loss_keys:
         values = np.array([record.get(key, np.nan) for record in history], dtype=float)
         shown = np.isfinite(values) & (values > 0)
         label = _LOSS_LABELS.get(key, key.removeprefix("loss_"))
-        if not shown.any():
+        if shown.any():
+            series.append((label, np.where(shown, values, np.nan)))
+        else:
             hidden.append(label)
-            continue
-        loss_ax.plot(epochs, np.where(shown, values, np.nan), marker="o", markersize=3, label=label)
-    if len(hidden) < len(loss_keys):
-        loss_ax.set_yscale("log")
-    loss_ax.set_ylabel("loss (log scale)")
+    score_name = "validation score"
+    if model is not None and hasattr(model, "early_stopping_metric"):
+        score_name = f"validation {model.early_stopping_metric}@{model.early_stopping_k}"
+    if ax is not None:
+        return _compact_history(ax, epochs, series, hidden, scored, score_name, model)
+
+    n_panels = len(series) + bool(scored)
+    n_cols = min(3, n_panels)
+    n_rows = -(-n_panels // n_cols)
+    fig, grid = plt.subplots(
+        n_rows, n_cols, sharex=True, squeeze=False, figsize=(3.4 * n_cols, 2.5 * n_rows)
+    )
+    panels = list(grid.ravel())
+    for panel, (label, values) in zip(panels, series, strict=False):
+        panel.plot(epochs, values, marker="o", markersize=3)
+        panel.set_title(label, fontsize="medium")
+        panel.grid(True, alpha=0.3)
+    used = panels[: len(series)]
+    if scored:
+        panel = panels[len(series)]
+        x, y = zip(*scored, strict=True)
+        panel.plot(x, y, color="black", marker="s", markersize=3)
+        panel.set_title(score_name, fontsize="medium")
+        panel.grid(True, alpha=0.3)
+        used.append(panel)
+    for panel in panels[len(used) :]:
+        fig.delaxes(panel)
+    if model is not None:
+        _mark_best_epoch(model, used)
+    for panel in used:
+        _integer_epochs(panel)
+        panel.set_xlabel("epoch")
     title = "Training losses"
     if hidden:
         title += f" (never > 0, not shown: {', '.join(hidden)})"
-    loss_ax.set_title(title, fontsize="medium")
-    loss_ax.grid(True, which="major", alpha=0.3)
-
-    if score_ax is not None:
-        name = "validation score"
-        if model is not None and hasattr(model, "early_stopping_metric"):
-            name = f"validation {model.early_stopping_metric}@{model.early_stopping_k}"
-        x, y = zip(*scored, strict=True)
-        score_ax.plot(x, y, color="black", linestyle="--", marker="s", markersize=3, label=name)
-        score_ax.set_ylabel(name)
-        if ax is None:
-            score_ax.grid(True, alpha=0.3)
-    marked = [loss_ax] if ax is not None or score_ax is None else [loss_ax, score_ax]
-    if model is not None:
-        _mark_best_epoch(model, marked)
-
-    handles, labels = loss_ax.get_legend_handles_labels()
-    if score_ax is not None and ax is not None:  # twin axis: one legend for both
-        more = score_ax.get_legend_handles_labels()
-        handles, labels = handles + more[0], labels + more[1]
-    if handles:
-        _legend(loss_ax, handles, labels, outside=ax is None)
-    bottom = score_ax if (score_ax is not None and ax is None) else loss_ax
-    bottom.set_xlabel("epoch")
-    _integer_epochs(bottom)
-    if ax is None:
-        fig.tight_layout()
+    fig.suptitle(title, fontsize="medium")
+    fig.tight_layout()
     return fig
+
+
+def _compact_history(ax, epochs, series, hidden, scored, score_name, model) -> Figure:
+    """Every loss on one log axis and the validation score on a twin axis, in ``ax``."""
+    for label, values in series:
+        ax.plot(epochs, values, marker="o", markersize=3, label=label)
+    if series:
+        ax.set_yscale("log")
+    ax.set_ylabel("loss (log scale)")
+    title = "Training losses"
+    if hidden:
+        title += f" (never > 0, not shown: {', '.join(hidden)})"
+    ax.set_title(title, fontsize="medium")
+    ax.grid(True, which="major", alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    if scored:
+        twin = ax.twinx()
+        x, y = zip(*scored, strict=True)
+        twin.plot(x, y, color="black", linestyle="--", marker="s", markersize=3, label=score_name)
+        twin.set_ylabel(score_name)
+        more = twin.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
+    if model is not None:
+        _mark_best_epoch(model, [ax])
+    if handles:
+        _legend(ax, handles, labels, outside=False)
+    ax.set_xlabel("epoch")
+    _integer_epochs(ax)
+    return ax.figure
 
 
 def plot_fusion_weights(model_or_history: Any, *, ax: Axes | None = None) -> Figure:
     """Plot the modality fusion weights ``softmax(w)`` per epoch.
 
     The weights start uniform (``1/M``, drawn as a dotted line) and the recommender learns how
-    much each modality contributes to the fused representation (SPEC §5).
+    much each modality contributes to the fused representation (model page §5).
 
     Parameters
     ----------
@@ -302,7 +325,7 @@ def generated_graph_stats(model: Any, held_out: Any) -> dict[str, dict[str, floa
     """Per modality, how the model's generated user→item edges relate to the data.
 
     Each generated graph ``G_m`` (``model.generated_graphs_``, users first) holds the edges the
-    modality's denoiser proposed in the kept epoch (SPEC §4), after edge dropout. This counts
+    modality's denoiser proposed in the kept epoch (model page §4), after edge dropout. This counts
     its user→item edges (the block ``[:n_users, n_users:]``) and the share of them that are
     held-out interactions, i.e. the precision of the generated edges as recommendations.
 
@@ -371,13 +394,22 @@ def generated_graph_stats(model: Any, held_out: Any) -> dict[str, dict[str, floa
     return stats
 
 
-def plot_generated_graphs(model: Any, held_out: Any, *, ax: Axes | None = None) -> Figure:
-    """Bar chart, per modality, of the generated graphs' quality next to the fusion weights.
+def plot_generated_graphs(model: Any, held_out: Any, *, axes: Any = None) -> Figure:
+    """Three panels, per modality, on what the generated graphs hold (see the model page).
 
-    For each modality three bars: the precision of the generated user→item edges against
-    ``held_out`` (share of edges that are held-out interactions), the share of edges that are
-    training interactions, and the modality's fusion weight. A dotted line marks the precision
-    that random new edges would reach. See :func:`generated_graph_stats` for the numbers.
+    1. **Precision** of the generated user→item edges against ``held_out`` (the share of
+       edges that are held-out interactions), with a dotted line at **chance**: the precision
+       of random new edges, i.e. the held-out share of all user–item pairs that are not
+       training interactions. A useful graph sits well above chance: its edges point where
+       users go next.
+    2. **Training share**: the share of edges that are training interactions. The denoiser
+       reconstructs the row it starts from, so by default many edges re-state what the
+       interaction graph has; near 1 the generated graph adds little that is new
+       (``generation_excludes_seen=True`` makes it 0).
+    3. The modalities' **fusion weights** (they sum to 1): how much each modality's branch,
+       generated graph included, counts in the fused representation.
+
+    See :func:`generated_graph_stats` for the numbers.
 
     Parameters
     ----------
@@ -385,8 +417,8 @@ def plot_generated_graphs(model: Any, held_out: Any, *, ax: Axes | None = None) 
         A model fitted with ``generate_graphs=True``.
     held_out : DataFrame, array-like of shape (n_interactions, 2) or sparse matrix
         Held-out interactions of the model's users (raw ids), e.g. the validation split.
-    ax : matplotlib Axes, optional
-        Axes to draw into; by default a new figure is created.
+    axes : sequence of three matplotlib Axes, optional
+        Axes to draw the three panels into; by default a new figure is created.
 
     Returns
     -------
@@ -409,42 +441,43 @@ def plot_generated_graphs(model: Any, held_out: Any, *, ax: Axes | None = None) 
     >>> model = DiffMMRecommender(epochs=2, denoiser_hidden_dims=(32,), random_state=0)
     >>> model = model.fit(data.train, data.features)
     >>> fig = plot_generated_graphs(model, data.validation)
-    >>> fig.axes[0].get_ylabel()
-    'share'
+    >>> [axis.get_ylabel() for axis in fig.axes]
+    ['precision of the edges', 'edges already in training', 'fusion weight']
     """
     stats = generated_graph_stats(model, held_out)
     plt = _pyplot()
-    created = ax is None
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(4.4 + 1.9 * len(stats), 3.4))
-    fig = ax.figure
+    if axes is None:
+        fig, axes = plt.subplots(1, 3, figsize=(3.2 * 3 + 0.6 * len(stats), 3.4))
+    axes = list(axes)
+    if len(axes) != 3:
+        raise ValueError(f"axes must be three Axes, got {len(axes)}.")
+    fig = axes[0].figure
     names = list(stats)
-    x = np.arange(len(names), dtype=float)
-    width = 0.26
-    series = [
-        ("held_out_precision", "generated edges in held-out (precision)"),
-        ("training_share", "generated edges in training"),
-        ("fusion_weight", "fusion weight"),
+    labels = [f"{name}\n{stats[name]['n_edges']} edges" for name in names]
+    panels = [
+        ("held_out_precision", "precision of the edges", "held out, against chance"),
+        ("training_share", "edges already in training", "not new (lower: more new)"),
+        ("fusion_weight", "fusion weight", "weight of each modality"),
     ]
-    for n, (key, label) in enumerate(series):
+    for axis, (key, ylabel, title) in zip(axes, panels, strict=True):
         values = [stats[name][key] for name in names]
-        bars = ax.bar(x + (n - 1) * width, values, width, label=label)
-        ax.bar_label(bars, fmt="%.2f", fontsize="x-small", padding=1)
+        bars = axis.bar(labels, values, color=[f"C{n}" for n in range(len(names))])
+        axis.bar_label(bars, fmt="%.3g", fontsize="x-small", padding=1)
+        axis.set_ylabel(ylabel)
+        axis.set_title(title, fontsize="medium")
+        axis.grid(True, axis="y", alpha=0.3)
     chance = next(iter(stats.values()))["chance_precision"]
-    ax.axhline(
-        chance, color="0.3", linestyle=":", linewidth=1, label=f"chance precision ({chance:.3f})"
+    axes[0].axhline(chance, color="0.3", linestyle=":", linewidth=1, label="chance")
+    axes[0].legend(fontsize="small", loc="best")
+    axes[0].set_ylim(
+        0, max(2.5 * chance, 1.25 * max(stats[n]["held_out_precision"] for n in names))
     )
-    ax.set_xticks(x, [f"{name}\n{stats[name]['n_edges']} edges" for name in names])
-    tallest = max(max(stats[name][key] for key, _ in series) for name in names)
-    ax.set_ylim(0, min(1.05, max(0.25, 1.2 * tallest)))
-    ax.set_ylabel("share")
+    axes[1].set_ylim(0, 1.05)
+    axes[2].set_ylim(0, 1.05)
     epoch = getattr(model, "best_epoch_", None)
-    title = "Generated user→item graphs"
-    if epoch is not None:
-        title += f" (epoch {epoch})"
-    ax.set_title(title, fontsize="medium")
-    ax.grid(True, axis="y", alpha=0.3)
-    _legend(ax, *ax.get_legend_handles_labels(), outside=created)
-    if created:
-        fig.tight_layout()
+    fig.suptitle(
+        "Generated user→item graphs" + (f" (epoch {epoch})" if epoch is not None else ""),
+        fontsize="medium",
+    )
+    fig.tight_layout()
     return fig

@@ -82,10 +82,12 @@ class ServingModel:
 
     @property
     def n_users_(self) -> int:
+        """Number of users."""
         return len(self._users)
 
     @property
     def n_items_(self) -> int:
+        """Number of items."""
         return len(self._items)
 
     def __repr__(self) -> str:
