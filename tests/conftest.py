@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,15 @@ import torch
 from diffmm.datasets import make_synthetic
 
 TIKTOK = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tiktok"
+
+# Under pytest-xdist every worker is a process of its own: share the cores between them
+# instead of each running as many torch threads as there are cores (the processes tests
+# start inherit the cap through OMP_NUM_THREADS).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    _threads = max(1, (os.cpu_count() or 1) // _workers)
+    torch.set_num_threads(_threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(_threads))
 
 
 @pytest.fixture(scope="session")

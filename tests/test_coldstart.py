@@ -15,7 +15,9 @@ pd = pytest.importorskip("pandas")
 
 PARAMS = {
     "denoiser_hidden_dims": (64,),
-    "batch_size": 64,
+    "batch_size": 256,
+    "learning_rate": 4e-3,  # four times the batch: the same progress in a quarter of the steps
+    "denoiser_learning_rate": 4e-3,
     "epochs": 8,
     "contrastive": "main_modal",
     "random_state": 0,

@@ -31,6 +31,7 @@ from sklearn.exceptions import NotFittedError
 from diffmm import DiffMMRecommender, ModelFileError, UnknownIdError
 from diffmm._validation import check_interactions
 from diffmm.datasets import make_synthetic
+from diffmm.metrics import METRICS
 
 pd = pytest.importorskip("pandas")
 
@@ -543,8 +544,8 @@ def test_score_rejects_bad_held_out(model, X):
 def test_score_rejects_bad_k_and_metric(model, k, metric):
     X = HELD_OUT.copy()
     outcome = check_call("score k/metric", lambda: model.score(X, k=k, metric=metric), X, k, metric)
-    if outcome == "ok":
-        assert k == 1 and metric == "recall"
+    if outcome == "ok":  # st.text() may draw a real metric name too
+        assert k == 1 and metric in METRICS
 
 
 @examples(150)

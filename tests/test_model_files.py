@@ -26,12 +26,12 @@ import struct
 import subprocess
 import sys
 import tempfile
+import traceback
 import warnings
 import zipfile
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -117,7 +117,9 @@ def _load(data: bytes, kind: str):
         OUTCOMES[kind]["ModelFileError"] = OUTCOMES[kind].get("ModelFileError", 0) + 1
         return None
     except Exception as exc:  # the property's failure: reported, not raised here
-        UNEXPECTED.append(f"{kind}: {type(exc).__name__}: {exc}"[:300])
+        where = traceback.extract_tb(exc.__traceback__)[-3:]
+        lines = "; ".join(f"{Path(f.filename).name}:{f.lineno}" for f in where)
+        UNEXPECTED.append(f"{kind}: {type(exc).__name__}: {exc} at {lines}"[:400])
         return None
     _record_peak(before)
     OUTCOMES[kind]["loaded"] = OUTCOMES[kind].get("loaded", 0) + 1
@@ -294,12 +296,14 @@ def campaign_hostile(data: bytes) -> None:
         UNEXPECTED.append(f"hostile, loaded then recommend: {type(exc).__name__}: {exc}"[:300])
 
 
-def run() -> dict:
+def run(kinds: list[str]) -> dict:
     global ORIGINAL_BYTES, ORIGINAL
     ORIGINAL_BYTES, ORIGINAL = _model_bytes()
     measurable = _reset_peak() is not None
-    campaign_damaged()
-    campaign_hostile()
+    if "damaged" in kinds:
+        campaign_damaged()
+    if "hostile" in kinds:
+        campaign_hostile()
     raw = _members(ORIGINAL_BYTES)["tensors.safetensors"]
     (length,) = struct.unpack("<Q", raw[:8])
     return {
@@ -312,9 +316,9 @@ def run() -> dict:
     }
 
 
-def test_model_file_campaign():
+def _campaign(kind: str) -> dict:
     done = subprocess.run(
-        [sys.executable, __file__],
+        [sys.executable, __file__, kind],
         capture_output=True,
         text=True,
         timeout=1500,
@@ -324,17 +328,26 @@ def test_model_file_campaign():
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["n_unexpected"] == 0, report["unexpected"]
-    counts = {kind: sum(outcomes.values()) for kind, outcomes in report["outcomes"].items()}
-    assert counts["damaged"] >= N_DAMAGED and counts["hostile"] >= N_HOSTILE, counts
-    assert sum(counts.values()) >= 10_000
-    # Both kinds of outcome happen: refusals, and intact loads.
-    assert report["outcomes"]["damaged"].get("ModelFileError", 0) > N_DAMAGED // 2
-    assert report["outcomes"]["hostile"].get("ModelFileError", 0) > 0
-    if report["peak_growth_bytes"] is None:
-        pytest.skip("this system cannot reset the peak memory of a process (Linux can)")
-    assert report["peak_growth_bytes"] <= 2 * report["tensor_bytes"] + 200 * 2**20, report
+    if report["peak_growth_bytes"] is not None:
+        assert report["peak_growth_bytes"] <= 2 * report["tensor_bytes"] + 200 * 2**20, report
+    return report["outcomes"][kind]
+
+
+# The two campaigns run in two processes (in parallel under pytest-xdist): 10,500 mutated
+# files in all.
+def test_damaged_model_files():
+    outcomes = _campaign("damaged")
+    assert sum(outcomes.values()) >= N_DAMAGED
+    assert outcomes.get("ModelFileError", 0) > N_DAMAGED // 2  # refusals, and intact loads
+    assert N_DAMAGED + N_HOSTILE >= 10_000
+
+
+def test_hostile_model_files():
+    outcomes = _campaign("hostile")
+    assert sum(outcomes.values()) >= N_HOSTILE
+    assert outcomes.get("ModelFileError", 0) > 0 and outcomes.get("loaded", 0) > 0
 
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    print(json.dumps(run()))
+    print(json.dumps(run(sys.argv[1:] or ["damaged", "hostile"])))

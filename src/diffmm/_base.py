@@ -232,8 +232,8 @@ class BaseRecommender(BaseEstimator):
         another kind or a format newer than this version of the package reads.
         """
         tree, _ = read_archive(path, kind="model")
-        if not isinstance(tree, dict) or tree.get("class") != cls.__name__:
-            found = tree.get("class") if isinstance(tree, dict) else None
+        found = tree.get("class") if isinstance(tree, dict) else None
+        if not isinstance(found, str) or found != cls.__name__:
             raise ModelFileError(
                 f"{path} holds a {found}, not a {cls.__name__}; load it with that class."
             )

@@ -154,7 +154,7 @@ def read_checkpoint(
     changed = sorted(
         key
         for key, value in content.value("params", dict).items()
-        if key not in _RESUMABLE_CHANGES and mine.get(key) != value
+        if key not in _RESUMABLE_CHANGES and not _equal(mine.get(key), value)
     )
     if changed:
         raise ValueError(
@@ -167,6 +167,15 @@ def read_checkpoint(
     except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
         # torch's optimiser and generator states, NumPy's bit generator: refused as damaged.
         raise ModelFileError(f"The checkpoint {path} is damaged: {exc!r}") from None
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """``a == b`` for settings, where a value read from a file may be of any type."""
+    try:
+        result = a == b
+    except (ValueError, TypeError):  # e.g. arrays of other shapes
+        return False
+    return result if isinstance(result, bool) else False
 
 
 def _checked_state(state: FileState, trainer: Trainer) -> dict[str, Any]:
