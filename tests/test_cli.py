@@ -546,3 +546,20 @@ def test_demo_shows_progress_on_a_terminal_and_not_in_a_pipe():
     assert b"DiffMM" in shown and b"recommender" in shown  # the bars, on the terminal
     piped = run_cli("demo", "--users", "60", "--items", "40", "--epochs", "1")
     assert "DiffMM:" not in piped.stderr and "it/s" not in piped.stderr
+
+
+def test_help_and_argument_errors_do_not_import_torch():
+    script = (
+        "import sys\n"
+        "from diffmm import cli\n"
+        "for argv in (['--help'], ['fit', '--help'], ['fit']):\n"
+        "    try:\n"
+        "        cli.main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip().splitlines()[-1] == "False"

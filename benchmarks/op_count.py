@@ -1,0 +1,106 @@
+"""Count the operators one training epoch dispatches, per phase (what bounds a GPU epoch).
+
+On a GPU every dispatched operator is (at least) one kernel launch, a few microseconds of host
+time each whatever its size; an epoch of many small operators is launch-bound. This script
+trains one epoch of a preset under ``torch.profiler`` and counts, inside each phase's profiler
+range (``diffmm.denoiser``, ``diffmm.generation``, ``diffmm.recommender``, the documented
+labels), the ATen operators called directly from Python or from autograd (an operator that
+another one calls, and views, which launch nothing, are not counted). The count does not
+depend on the machine's speed or load.
+
+Run::
+
+    python benchmarks/op_count.py --preset tiktok --out benchmarks/results/op_count.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from diffmm import DiffMMRecommender
+from diffmm.datasets import load_tiktok, make_synthetic
+
+ROOT = Path(__file__).resolve().parents[1]
+PHASES = ("diffmm.denoiser", "diffmm.generation", "diffmm.recommender")
+# Operators that only make views or change metadata: no kernel.
+VIEWS = {
+    "aten::view",
+    "aten::_unsafe_view",
+    "aten::as_strided",
+    "aten::t",
+    "aten::transpose",
+    "aten::permute",
+    "aten::expand",
+    "aten::slice",
+    "aten::select",
+    "aten::alias",
+    "aten::detach",
+    "aten::lift_fresh",
+    "aten::unsqueeze",
+    "aten::squeeze",
+    "aten::split",
+    "aten::split_with_sizes",
+    "aten::narrow",
+    "aten::reshape",
+    "aten::resolve_conj",
+    "aten::resolve_neg",
+    "aten::empty",
+    "aten::empty_strided",
+    "aten::result_type",
+    "aten::values",
+    "aten::crow_indices",
+    "aten::col_indices",
+}
+
+
+def count(events) -> dict[str, int]:
+    """Top-level, non-view ATen operators inside each phase's range."""
+    counts = {}
+    for phase in PHASES:
+        tops = [e for e in events if e.name == phase]
+        total = 0
+        for top in tops:
+            stack = list(top.cpu_children)
+            while stack:
+                event = stack.pop()
+                if event.name.startswith("aten::"):
+                    total += event.name not in VIEWS
+                    continue  # what it calls in turn is part of this operator
+                stack.extend(event.cpu_children)
+        counts[phase.removeprefix("diffmm.")] = total
+    counts["epoch"] = sum(counts.values())
+    return counts
+
+
+def main(argv: list[str] | None = None) -> dict[str, int]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="tiktok")
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--data", choices=["tiktok", "synthetic"], default="tiktok")
+    parser.add_argument("--path", default=str(ROOT.parent / "shared" / "data" / "tiktok"))
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if args.data == "tiktok":
+        data = load_tiktok(args.path)
+    else:
+        data = make_synthetic(n_users=500, n_items=300, random_state=0)
+    model = DiffMMRecommender.from_preset(
+        args.preset, epochs=1, device="cpu", random_state=0, precision=args.precision
+    )
+    torch.set_num_threads(1)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        model.fit(data.train, data.features)
+    counts = count(prof.events())
+    print(json.dumps(counts, indent=1))
+    if args.out is not None:
+        args.out.write_text(json.dumps({"preset": args.preset, "data": args.data, **counts}) + "\n")
+    return counts
+
+
+if __name__ == "__main__":
+    main()
