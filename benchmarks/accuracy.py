@@ -117,6 +117,12 @@ PLUS_OPTIONS: dict[str, dict[str, Any]] = {
     "newedges": {"generation_excludes_seen": True},
     "knn10": {"item_knn": 10},
     "cold": {"cold_items": "features"},
+    # The options that helped on the first seed, together.
+    "combo": {
+        "negative_candidates": 4,
+        "generation_excludes_seen": True,
+        "score_undropped_graphs": True,
+    },
 }
 LIGHTGCN_PLUS_OPTIONS = ("ub1", "ub0.5", "neg4")
 CONFIGS["plus_base"] = ("diffmm_preset", _PLUS_BASE)
@@ -328,6 +334,15 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     metrics = model.evaluate(data.validation, metrics=METRICS, ks=KS)
     history = getattr(model, "history_", [])
     per_user = _per_user(model, data.validation)
+    graphs = None
+    if getattr(model, "generated_graphs_", None) is not None:
+        from diffmm.plotting import generated_graph_stats
+
+        graphs = generated_graph_stats(model, data.validation)
+    if job.get("save_models"):
+        folder = Path(job["save_models"])
+        folder.mkdir(parents=True, exist_ok=True)
+        model.save(folder / f"{job['config']}_{job['seed']}.diffmm")
     return {
         "key": job["key"],
         "config": job["config"],
@@ -343,6 +358,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         "interrupted": bool(getattr(model, "interrupted_", False)),
         "curve": [r.get("validation_score") for r in history],
         "validation": {k: float(v) for k, v in metrics.items() if "@" in k},
+        "generated_graphs": graphs,
         "per_user": per_user,
     }
 
@@ -373,6 +389,7 @@ def _job(config: str, group: str, kind: str, settings: dict, seed: int, args) ->
         "device": args.device,
         "epochs": args.epochs,
         "tiktok_path": args.tiktok_path,
+        "save_models": str(args.save_models) if args.save_models else None,
     }
 
 
@@ -796,6 +813,9 @@ def main(argv: list[str] | None = None) -> None:
         "--by-seed", action="store_true", help="run every configuration's first seed first"
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--save-models", type=Path, default=None, help="save every fitted model into this folder"
+    )
     parser.add_argument("--summarize", action="store_true")
     parser.add_argument(
         "--docs", type=Path, default=None, help="also write the tables into this page"
