@@ -348,21 +348,9 @@ class BaseRecommender(BaseEstimator):
         1     2     1     2    1.0
         """
         check_is_fitted(self)
-        if _has_bool(users):  # NumPy would turn [0, True] into [0, 1]
-            raise InvalidInputError("users contain booleans; ids must be integers or strings.")
-        if np.ma.isMaskedArray(users) and np.ma.is_masked(users):
-            raise InvalidInputError("users is a masked array; drop the masked ids first.")
-        try:
-            user_arr = np.atleast_1d(np.asarray(users))
-        except ValueError:  # ragged nested sequences
-            raise InvalidInputError("users must be a 1-D array of user ids.") from None
-        if user_arr.ndim != 1:
-            raise InvalidInputError(
-                f"users must be a 1-D array of user ids, got shape {user_arr.shape}."
-            )
-        if user_arr.size == 0:
+        user_idx = self._users.index(_as_list(users), name="users")
+        if user_idx.size == 0:
             raise InvalidInputError("users is empty; pass at least one user id.")
-        user_idx = self._users.index(user_arr, name="users")
         exclude = self.interactions_[user_idx] if exclude_seen else None
         ids, scores = self._rank(
             self._chunk_scorer(user_idx),
@@ -520,8 +508,11 @@ def _is_fitted_attribute(name: str) -> bool:
     return (name.endswith("_") and not name.startswith("__")) or name in ("_users", "_items")
 
 
-def _has_bool(values: Any) -> bool:
-    """A list or tuple holding booleans (which NumPy would silently make 0 and 1)."""
-    return isinstance(values, (list, tuple)) and any(
-        isinstance(v, (bool, np.bool_)) for v in values
-    )
+def _as_list(ids: Any) -> Any:
+    """A single id as a list of one; anything else as it is (``IdMap.index`` checks it)."""
+    if isinstance(ids, (str, bytes)):
+        return [ids]
+    try:
+        return [ids] if np.ndim(ids) == 0 else ids
+    except ValueError:  # ragged nested sequences: IdMap.index says so
+        return ids

@@ -101,7 +101,7 @@ class IdMap:
             arr = np.asarray(values)
         except ValueError:  # ragged nested sequences
             raise InvalidInputError(f"{label} must be a 1-D array of {self.what} ids.") from None
-        if arr.ndim > 1:
+        if arr.ndim != 1:
             raise InvalidInputError(
                 f"{label} must be a 1-D array of {self.what} ids, got shape {arr.shape}."
             )
