@@ -123,8 +123,17 @@ PLUS_OPTIONS: dict[str, dict[str, Any]] = {
         "generation_excludes_seen": True,
         "score_undropped_graphs": True,
     },
+    # Second stage: a decaying learning rate, more candidates, and both with the combination.
+    "cos": {"learning_rate_schedule": "cosine"},
+    "neg8": {"negative_candidates": 8},
+    "combo_cos": {
+        "negative_candidates": 4,
+        "generation_excludes_seen": True,
+        "score_undropped_graphs": True,
+        "learning_rate_schedule": "cosine",
+    },
 }
-LIGHTGCN_PLUS_OPTIONS = ("ub1", "ub0.5", "neg4")
+LIGHTGCN_PLUS_OPTIONS = ("ub1", "ub0.5", "neg4", "cos", "neg8")
 CONFIGS["plus_base"] = ("diffmm_preset", _PLUS_BASE)
 CONFIGS.update(
     {f"plus_{name}": ("diffmm_preset", {**_PLUS_BASE, **s}) for name, s in PLUS_OPTIONS.items()}

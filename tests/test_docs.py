@@ -101,6 +101,17 @@ def test_math_and_changelog_are_rendered(site):
     assert "Keep a Changelog" in changelog and "--8&lt;--" not in changelog
 
 
+@pytest.mark.parametrize(
+    "path", sorted([*ROOT.glob("docs/**/*.md"), ROOT / "README.md", ROOT / "CHANGELOG.md"])
+)
+def test_pages_hold_no_control_characters(path):
+    # A page written from a Python string without r"..." turns "\\beta" into a backspace and
+    # "eta", "\\rho" into a line break and "ho": the maths still renders, but wrong.
+    text = path.read_bytes().decode("utf-8")  # as stored: no newline translation
+    bad = sorted({f"{ord(c):#04x}" for c in text if ord(c) < 32 and c != "\n"})
+    assert not bad, f"{path.name} holds control characters {bad}"
+
+
 PUBLIC_MODULES = [
     "diffmm",
     "diffmm.estimator",

@@ -14,7 +14,13 @@ from diffmm import DiffMMRecommender, LightGCNRecommender
 from diffmm._graph import adjacency_from_matrix, item_knn_graph
 from diffmm._model import DiffMMNetwork, NetworkConfig
 from diffmm._objectives import hardest_negatives
-from diffmm._training import Trainer, sample_negatives, sample_pairs
+from diffmm._training import (
+    Trainer,
+    TrainingConfig,
+    learning_rate_at,
+    sample_negatives,
+    sample_pairs,
+)
 from diffmm.plotting import generated_graph_stats
 
 FAST = {"denoiser_hidden_dims": (32,), "embedding_dim": 16, "batch_size": 128, "random_state": 0}
@@ -100,6 +106,43 @@ def test_neutral_sampling_options_compute_the_default_model(tiny_data, model):
     np.testing.assert_array_equal(default.item_factors_, neutral.item_factors_)
     balanced = make(user_balance=1.0).fit(tiny_data.train, tiny_data.features)
     assert not np.array_equal(default.item_factors_, balanced.item_factors_)
+
+
+# -- learning-rate schedule ---------------------------------------------------------------
+
+
+def test_cosine_schedule_decays_from_the_rate_towards_zero():
+    config = TrainingConfig(epochs=4, learning_rate=0.01, learning_rate_schedule="cosine")
+    rates = [learning_rate_at(config, e) for e in range(1, 5)]
+    np.testing.assert_allclose(
+        rates, [0.01, 0.01 * (1 + 2**-0.5) / 2, 0.005, 0.01 * (1 - 2**-0.5) / 2]
+    )
+    constant = dataclasses.replace(config, learning_rate_schedule="constant")
+    assert [learning_rate_at(constant, e) for e in range(1, 5)] == [0.01] * 4
+
+
+@pytest.mark.parametrize("model", ["diffmm", "lightgcn"])
+def test_the_optimiser_steps_with_the_scheduled_rate(tiny_data, monkeypatch, model):
+    used = []
+    real = Trainer.recommender_epoch
+
+    def spy(self):
+        used.append([group["lr"] for group in self.optimizer.param_groups])
+        return real(self)
+
+    monkeypatch.setattr(Trainer, "recommender_epoch", spy)
+    make = DiffMMRecommender if model == "diffmm" else LightGCNRecommender
+    params = FAST if model == "diffmm" else {"embedding_dim": 16, "random_state": 0}
+    fitted = make(epochs=3, learning_rate=0.01, learning_rate_schedule="cosine", **params).fit(
+        tiny_data.train, tiny_data.features
+    )
+    expected = [0.01, 0.0075, 0.0025]
+    for rates, rate in zip(used, expected, strict=True):  # every parameter group
+        assert rates == pytest.approx([rate] * len(rates))
+    assert [h["learning_rate"] for h in fitted.history_] == pytest.approx(expected)
+    used.clear()
+    default = make(epochs=2, learning_rate=0.01, **params).fit(tiny_data.train, tiny_data.features)
+    assert used == [[0.01] * len(used[0])] * 2 and "learning_rate" not in default.history_[0]
 
 
 # -- cold items ----------------------------------------------------------------------------

@@ -94,6 +94,7 @@ class FactorRecommender(BaseRecommender):
         "verbose": [bool, Interval(numbers.Integral, 0, None)],
         "user_balance": [Interval(numbers.Real, 0, 1)],
         "negative_candidates": [POSITIVE_INT],
+        "learning_rate_schedule": [Options({"constant", "cosine"})],
         "callbacks": [Predicate(_callbacks_ok, "None or a list of callbacks"), None],
     }
     _progress_name: str = "training"
@@ -143,6 +144,7 @@ class FactorRecommender(BaseRecommender):
             patience=self.patience if has_validation else None,
             user_balance=self.user_balance,
             negative_candidates=self.negative_candidates,
+            learning_rate_schedule=self.learning_rate_schedule,
         )
 
     def _validation_matrix(self, validation_data: Any) -> sp.csr_matrix | None:

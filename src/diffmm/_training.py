@@ -36,6 +36,7 @@ __all__ = [
     "Trainer",
     "TrainingConfig",
     "TrainingResult",
+    "learning_rate_at",
     "sample_negatives",
 ]
 
@@ -60,6 +61,21 @@ class TrainingConfig:
     # (user, item) pairs with users weighted by degree^(1 − user_balance).
     user_balance: float = 0.0
     negative_candidates: int = 1  # > 1: the best-scoring of this many uniform negatives
+    learning_rate_schedule: str = "constant"  # or "cosine" (see learning_rate_at)
+
+
+def learning_rate_at(config: TrainingConfig, epoch: int) -> float:
+    """The recommender's learning rate in ``epoch`` (counted from 1).
+
+    ``"constant"``: ``learning_rate`` throughout (the published model). ``"cosine"``:
+    ``learning_rate · (1 + cos(π (epoch − 1) / epochs)) / 2``, from ``learning_rate`` in the
+    first epoch down towards 0 in the last; a stopped run keeps the schedule of the full
+    budget.
+    """
+    if config.learning_rate_schedule == "constant":
+        return config.learning_rate
+    progress = (epoch - 1) / config.epochs
+    return config.learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def sample_negatives(
@@ -351,6 +367,11 @@ class Trainer:
             self._check_finite(record, epoch, result)
             with self._phase("generation", record):
                 self.diffusion.generate_graphs()
+        if cfg.learning_rate_schedule != "constant":
+            rate = learning_rate_at(cfg, epoch)
+            for group in self.optimizer.param_groups:
+                group["lr"] = rate
+            record["learning_rate"] = rate
         with self._phase("recommender", record):
             record.update(self.recommender_epoch())
         self._check_finite(record, epoch, result)

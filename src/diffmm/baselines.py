@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -145,6 +145,9 @@ class LightGCNRecommender(FactorRecommender):
         users), as in :class:`~diffmm.DiffMMRecommender`.
     negative_candidates : int, default=1
         Negatives drawn per pair; above 1 the highest-scoring of them is used.
+    learning_rate_schedule : {"constant", "cosine"}, default="constant"
+        ``"cosine"`` lowers the learning rate each epoch from ``learning_rate`` towards 0
+        over the ``epochs`` budget, as in :class:`~diffmm.DiffMMRecommender`.
     user_col, item_col, weight_col : str
         Column names for DataFrame input.
 
@@ -206,6 +209,7 @@ class LightGCNRecommender(FactorRecommender):
         callbacks: list | None = None,
         user_balance: float = 0.0,
         negative_candidates: int = 1,
+        learning_rate_schedule: Literal["constant", "cosine"] = "constant",
         user_col: str = "user",
         item_col: str = "item",
         weight_col: str | None = "weight",
@@ -226,6 +230,7 @@ class LightGCNRecommender(FactorRecommender):
         self.callbacks = callbacks
         self.user_balance = user_balance
         self.negative_candidates = negative_candidates
+        self.learning_rate_schedule = learning_rate_schedule
         self.user_col = user_col
         self.item_col = item_col
         self.weight_col = weight_col

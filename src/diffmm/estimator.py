@@ -184,6 +184,11 @@ class DiffMMRecommender(FactorRecommender):
     negative_candidates : int, default=1
         Negatives drawn per pair; above 1 the highest-scoring of them is used (hard
         negatives).
+    learning_rate_schedule : {"constant", "cosine"}, default="constant"
+        The recommender's learning rate per epoch. ``"cosine"``: epoch ``e`` of ``epochs``
+        uses ``learning_rate · (1 + cos(π (e − 1) / epochs)) / 2``, from ``learning_rate``
+        down towards 0, so late epochs refine rather than wander. The denoisers keep
+        ``denoiser_learning_rate``.
     cold_items : {"id", "features"}, default="id"
         ``"features"``: items without a training interaction have no ID embedding (they are
         represented by their features, as items added with :meth:`add_items` are) and are
@@ -319,6 +324,7 @@ class DiffMMRecommender(FactorRecommender):
         copy_features: bool = True,
         user_balance: float = 0.0,
         negative_candidates: int = 1,
+        learning_rate_schedule: Literal["constant", "cosine"] = "constant",
         cold_items: Literal["id", "features"] = "id",
         score_undropped_graphs: bool = False,
         generation_excludes_seen: bool = False,
@@ -369,6 +375,7 @@ class DiffMMRecommender(FactorRecommender):
         self.copy_features = copy_features
         self.user_balance = user_balance
         self.negative_candidates = negative_candidates
+        self.learning_rate_schedule = learning_rate_schedule
         self.cold_items = cold_items
         self.score_undropped_graphs = score_undropped_graphs
         self.generation_excludes_seen = generation_excludes_seen
