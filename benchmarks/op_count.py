@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -58,21 +59,27 @@ VIEWS = {
 }
 
 
-def count(events) -> dict[str, int]:
-    """Top-level, non-view ATen operators inside each phase's range."""
+def count(events, by_name: dict[str, Counter] | None = None) -> dict[str, int]:
+    """Top-level, non-view ATen operators inside each phase's range.
+
+    ``by_name``, when given, receives each phase's counts per operator name.
+    """
     counts = {}
     for phase in PHASES:
         tops = [e for e in events if e.name == phase]
-        total = 0
+        names: Counter = Counter()
         for top in tops:
             stack = list(top.cpu_children)
             while stack:
                 event = stack.pop()
                 if event.name.startswith("aten::"):
-                    total += event.name not in VIEWS
+                    if event.name not in VIEWS:
+                        names[event.name] += 1
                     continue  # what it calls in turn is part of this operator
                 stack.extend(event.cpu_children)
-        counts[phase.removeprefix("diffmm.")] = total
+        counts[phase.removeprefix("diffmm.")] = sum(names.values())
+        if by_name is not None:
+            by_name[phase.removeprefix("diffmm.")] = names
     counts["epoch"] = sum(counts.values())
     return counts
 
@@ -84,6 +91,7 @@ def main(argv: list[str] | None = None) -> dict[str, int]:
     parser.add_argument("--data", choices=["tiktok", "synthetic"], default="tiktok")
     parser.add_argument("--path", default=str(ROOT.parent / "shared" / "data" / "tiktok"))
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--top", type=int, default=0, help="print each phase's N commonest ops")
     args = parser.parse_args(argv)
     if args.data == "tiktok":
         data = load_tiktok(args.path)
@@ -95,8 +103,11 @@ def main(argv: list[str] | None = None) -> dict[str, int]:
     torch.set_num_threads(1)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         model.fit(data.train, data.features)
-    counts = count(prof.events())
+    by_name: dict[str, Counter] = {}
+    counts = count(prof.events(), by_name)
     print(json.dumps(counts, indent=1))
+    for phase, names in by_name.items() if args.top else ():
+        print(f"{phase}: " + ", ".join(f"{n[6:]} {c}" for n, c in names.most_common(args.top)))
     if args.out is not None:
         args.out.write_text(json.dumps({"preset": args.preset, "data": args.data, **counts}) + "\n")
     return counts
