@@ -599,10 +599,16 @@ def summarize(args) -> dict[str, Any]:
     comparisons = compare_to_bases(done, _read_per_user(path))
     summary["paired"] = comparisons
     (args.out / f"accuracy_{args.data}.json").write_text(json.dumps(summary, indent=1))
+    degrees = _validation_degrees(args) if args.data == "tiktok" else None
+    extra = {
+        "novelty": novelty_markdown(done),
+        "versus": versus_markdown(comparisons),
+        "degree": degree_markdown(done, _read_per_user(path), degrees),
+    }
     table = markdown(rows)
     (args.out / f"accuracy_{args.data}.md").write_text(table)
     if args.docs is not None:
-        inject_docs(rows, args.docs, comparisons)
+        inject_docs(rows, args.docs, comparisons, extra)
     print(table)
     return summary
 
@@ -625,6 +631,13 @@ SEARCH_GROUPS = ["tuning", "retune", "explore", "round4"]
 # Paired comparisons: each configuration of a group against its group's base.
 PAIRED_BASES = {"plus": "plus_base", "plus_lightgcn": "lgcn_plus_base"}
 PAIRED_METRICS = ("recall@20", "ndcg@20")
+# DiffMM's options against LightGCN's: both bases, and each model's best option on seed 0.
+CROSS_PAIRS = [
+    ("plus_base", "lgcn_plus_base"),
+    ("plus_combo", "lgcn_plus_base"),
+    ("plus_combo", "lgcn_plus_neg4"),
+    ("plus_neg4", "lgcn_plus_neg4"),
+]
 
 
 def compare_to_bases(
@@ -643,31 +656,56 @@ def compare_to_bases(
     for key, entry in done.items():
         if key in per_user:
             by_config.setdefault(entry["config"], {})[entry["seed"]] = {**entry, **per_user[key]}
+    pairs = [
+        (config, base)
+        for group, base in PAIRED_BASES.items()
+        for config in GROUPS.get(group, [])
+        if config != base
+    ]
     out = {}
-    for group, base in PAIRED_BASES.items():
-        for config in GROUPS.get(group, []):
-            if config == base or config not in by_config or base not in by_config:
-                continue
-            seeds = sorted(set(by_config[config]) & set(by_config[base]))
-            if not seeds:
-                continue
-            row: dict[str, Any] = {"base": base, "seeds": seeds}
-            for metric in PAIRED_METRICS:
-                a = np.array([by_config[config][s][metric] for s in seeds])
-                b = np.array([by_config[base][s][metric] for s in seeds])
-                result = paired_bootstrap(a, b, random_state=0)
-                result["relative"] = result["mean"] / float(np.nanmean(b))
-                row[metric] = result
-            late = [
-                statistics.fmean(by_config[c][s]["curve"][LATE_FROM:])
-                for c in (config, base)
-                for s in seeds
-            ]
-            row["late_difference"] = statistics.fmean(late[: len(seeds)]) - statistics.fmean(
-                late[len(seeds) :]
-            )
-            out[config] = row
+    for config, base in [*pairs, *CROSS_PAIRS]:
+        if config not in by_config or base not in by_config:
+            continue
+        seeds = sorted(set(by_config[config]) & set(by_config[base]))
+        if not seeds:
+            continue
+        row: dict[str, Any] = {"config": config, "base": base, "seeds": seeds}
+        for metric in PAIRED_METRICS:
+            a = np.array([by_config[config][s][metric] for s in seeds])
+            b = np.array([by_config[base][s][metric] for s in seeds])
+            result = paired_bootstrap(a, b, random_state=0)
+            result["relative"] = result["mean"] / float(np.nanmean(b))
+            row[metric] = result
+        late = [
+            statistics.fmean(by_config[c][s]["curve"][LATE_FROM:])
+            for c in (config, base)
+            for s in seeds
+        ]
+        row["late_difference"] = statistics.fmean(late[: len(seeds)]) - statistics.fmean(
+            late[len(seeds) :]
+        )
+        out[f"{config} vs {base}"] = row
     return out
+
+
+def versus_markdown(comparisons: dict[str, dict]) -> str:
+    """DiffMM with the options against LightGCN with its options, paired by seed and user."""
+    lines = [
+        "| DiffMM | LightGCN | seeds | Δ Recall@20 [95% CI] | Δ NDCG@20 [95% CI] |",
+        "|---|---|---|---|---|",
+    ]
+    for config, base in CROSS_PAIRS:
+        row = comparisons.get(f"{config} vs {base}")
+        if row is None:
+            continue
+        cells = [config, base, str(len(row["seeds"]))]
+        for metric in PAIRED_METRICS:
+            r = row[metric]
+            cells.append(
+                f"{r['mean']:+.4f} ({r['relative']:+.1%}) [{r['low']:+.4f}, {r['high']:+.4f}]"
+            )
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def paired_markdown(rows: dict[str, dict], comparisons: dict[str, dict]) -> str:
@@ -683,7 +721,7 @@ def paired_markdown(rows: dict[str, dict], comparisons: dict[str, dict]) -> str:
                 continue
             row = rows[config]
             cells = [config, str(len(row["seeds"])), _pm(row["recall@20"]), _pm(row["ndcg@20"])]
-            paired = comparisons.get(config)
+            paired = comparisons.get(f"{config} vs {base}")
             if paired is None:
                 cells += ["(base)" if config == base else "-"] * 3
             else:
@@ -696,7 +734,12 @@ def paired_markdown(rows: dict[str, dict], comparisons: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def inject_docs(rows: dict[str, dict], page: Path, comparisons: dict | None = None) -> None:
+def inject_docs(
+    rows: dict[str, dict],
+    page: Path,
+    comparisons: dict | None = None,
+    extra: dict[str, str] | None = None,
+) -> None:
     """Replace the tables between ``<!-- results:start/end -->`` (``search:``, ``late:``, ...)."""
     text = page.read_text()
     tables = {
@@ -704,6 +747,7 @@ def inject_docs(rows: dict[str, dict], page: Path, comparisons: dict | None = No
         "search": markdown(rows, SEARCH_GROUPS),
         "late": late_markdown(rows),
         "plus": paired_markdown(rows, comparisons or {}),
+        **(extra or {}),
     }
     for marker, table in tables.items():
         start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
@@ -721,11 +765,103 @@ def late_markdown(rows: dict[str, dict]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for config, row in rows.items():
-        if "late_recall@20" not in row:
+        # The options' rows have their own table, with the level's paired difference.
+        if "late_recall@20" not in row or row["group"] in PAIRED_BASES:
             continue
         best, ndcg, late = (_pm(row[m]) for m in ("recall@20", "ndcg@20", "late_recall@20"))
         epochs = ",".join(str(e) for e in row["best_epoch"])
         lines.append(f"| {config} | {len(row['seeds'])} | {best} | {ndcg} | {epochs} | {late} |")
+    return "\n".join(lines) + "\n"
+
+
+def novelty_markdown(done: dict[str, dict]) -> str:
+    """Per configuration and modality: what the kept epoch's generated edges are, over seeds.
+
+    From ``diffmm.plotting.generated_graph_stats``: the share of generated user→item edges that
+    are training interactions (the denoiser gave back an item the user has), and their
+    precision against validation next to a random unseen pair's chance of being a validation
+    interaction.
+    """
+    by_config: dict[tuple[str, str], list[dict]] = {}
+    for entry in done.values():
+        for modality, stats in (entry.get("generated_graphs") or {}).items():
+            by_config.setdefault((entry["config"], modality), []).append(stats)
+    lines = [
+        "| configuration | modality | seeds | generated edges | training interactions "
+        "| validation precision | chance |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (config, modality), stats in sorted(by_config.items()):
+        mean = {k: statistics.fmean(s[k] for s in stats) for k in stats[0]}
+        lines.append(
+            f"| {config} | {modality} | {len(stats)} | {mean['n_edges']:,.0f} "
+            f"| {mean['training_share']:.2%} | {mean['held_out_precision']:.3%} "
+            f"| {mean['chance_precision']:.4%} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+# Buckets of a validation item's number of training interactions (its training degree).
+DEGREE_BUCKETS = (
+    ("no training interaction", 0, 0),
+    ("1-2", 1, 2),
+    ("3-10", 3, 10),
+    ("more than 10", 11, None),
+)
+
+
+def _validation_degrees(args) -> tuple[Any, np.ndarray] | None:
+    """The validation matrix and the items' training degrees; None without the data."""
+    if getattr(args, "tiktok_path", None) is None:
+        return None
+    try:
+        from diffmm.datasets import load_tiktok
+
+        data = load_tiktok(args.tiktok_path)
+    except (FileNotFoundError, OSError) as error:
+        print(f"no hit rates by item degree: {error}")
+        return None
+    return data.validation.tocsr(), np.asarray(data.train.tocsr().getnnz(axis=0)).ravel()
+
+
+def degree_markdown(
+    done: dict[str, dict], per_user: dict[str, dict], degrees: tuple[Any, np.ndarray] | None
+) -> str:
+    """Recall@20 of the validation users split by the training degree of their held-out items.
+
+    Each user's Recall@20 is shared among the buckets of their validation items in proportion
+    to how many of them fall in each (nearly every user has exactly one), so a bucket's figure
+    is the share of its validation items' users that found them; mean over seeds.
+    """
+    if degrees is None:
+        return "(needs the TikTok data)\n"
+    validation, degree = degrees
+    users = np.flatnonzero(validation.getnnz(axis=1))
+    rows = validation[users].tocoo()
+    share = np.zeros((len(users), len(DEGREE_BUCKETS)))
+    item_degree = degree[rows.col]
+    for b, (_, low, high) in enumerate(DEGREE_BUCKETS):
+        inside = (item_degree >= low) & (item_degree <= (np.inf if high is None else high))
+        np.add.at(share[:, b], rows.row[inside], 1.0)
+    share /= share.sum(axis=1, keepdims=True)
+    weight = share.sum(axis=0)
+    names = [name for name, _, _ in DEGREE_BUCKETS]
+    lines = [
+        "| configuration | seeds | " + " | ".join(names) + " |",
+        "|---|---|" + "---|" * len(names),
+        "| share of validation users | | "
+        + " | ".join(f"{w / len(users):.1%}" for w in weight)
+        + " |",
+    ]
+    by_config: dict[str, list[np.ndarray]] = {}
+    for key, entry in done.items():
+        recall = per_user.get(key, {}).get("recall@20")
+        if recall is not None and len(recall) == len(users):
+            hits = (share * np.asarray(recall)[:, None]).sum(axis=0) / weight
+            by_config.setdefault(entry["config"], []).append(hits)
+    for config, hits in by_config.items():
+        mean = np.mean(hits, axis=0)
+        lines.append(f"| {config} | {len(hits)} | " + " | ".join(f"{h:.1%}" for h in mean) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -139,7 +139,7 @@ def test_options_are_compared_to_their_base_user_by_user(accuracy, tmp_path):
     page = tmp_path / "page.md"
     page.write_text("<!-- plus:start -->\n<!-- plus:end -->\n")
     args = argparse.Namespace(out=tmp_path, data="tiktok", docs=page)
-    paired = accuracy.summarize(args)["paired"]["plus_ub1"]
+    paired = accuracy.summarize(args)["paired"]["plus_ub1 vs plus_base"]
     assert paired["seeds"] == [0, 1]
     expected = (better_hits.astype(float) - base_hits).mean()
     assert paired["recall@20"]["mean"] == pytest.approx(expected)
@@ -147,3 +147,88 @@ def test_options_are_compared_to_their_base_user_by_user(accuracy, tmp_path):
     assert paired["late_difference"] == pytest.approx(expected)
     text = page.read_text()
     assert "| plus_base | 2 |" in text and "(base)" in text and "| plus_ub1 | 2 |" in text
+
+
+def _write(tmp_path, entries, per_user=()):
+    (tmp_path / "accuracy_tiktok.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
+    (tmp_path / "accuracy_tiktok_per_user.jsonl").write_text(
+        "".join(json.dumps(e) + "\n" for e in per_user)
+    )
+
+
+def _entry(config, seed, group="plus", **extra):
+    validation = {"recall@20": 0.1, "ndcg@20": 0.05}
+    return {
+        "key": f"tiktok|{config}|{seed}",
+        "config": config,
+        "seed": seed,
+        "group": group,
+        "device": "cpu",
+        "seconds": 1.0,
+        "best_epoch": 30,
+        "curve": [0.1] * 50,
+        "settings": {"patience": None},
+        "validation": validation,
+        **extra,
+    }
+
+
+def test_options_rows_stay_out_of_the_late_table_and_face_lightgcn(accuracy, tmp_path):
+    hits = {"plus_combo": [1.0, 1.0, 0.0, 1.0], "lgcn_plus_base": [0.0, 1.0, 0.0, 0.0]}
+    groups = {"plus_combo": "plus", "lgcn_plus_base": "plus_lightgcn"}
+    entries = [_entry(c, 0, groups[c]) for c in hits]
+    per_user = [{"key": f"tiktok|{c}|0", "recall@20": h, "ndcg@20": h} for c, h in hits.items()]
+    _write(tmp_path, entries, per_user)
+    page = tmp_path / "page.md"
+    page.write_text(
+        "<!-- late:start -->\n<!-- late:end -->\n<!-- versus:start -->\n<!-- versus:end -->\n"
+    )
+    args = argparse.Namespace(out=tmp_path, data="tiktok", docs=page)
+    paired = accuracy.summarize(args)["paired"]["plus_combo vs lgcn_plus_base"]
+    assert paired["recall@20"]["mean"] == pytest.approx(0.5)
+    assert paired["recall@20"]["relative"] == pytest.approx(2.0)
+    late, versus = page.read_text().split("<!-- versus:start -->")
+    assert "plus_combo" not in late and "lgcn_plus_base" not in late
+    assert "| plus_combo | lgcn_plus_base | 1 | +0.5000 (+200.0%)" in versus
+
+
+def test_novelty_table_averages_the_generated_graphs_over_seeds(accuracy):
+    def stats(share):
+        return {
+            "n_edges": 100,
+            "training_share": share,
+            "held_out_precision": 0.002,
+            "chance_precision": 0.0001,
+        }
+
+    done = {
+        f"k{seed}": _entry("plus_base", seed, generated_graphs={"image": stats(share)})
+        for seed, share in ((0, 0.1), (1, 0.3))
+    }
+    done["none"] = _entry("lgcn_plus_base", 0, generated_graphs=None)
+    table = accuracy.novelty_markdown(done)
+    assert "| plus_base | image | 2 | 100 | 20.00% | 0.200% | 0.0100% |" in table
+    assert "lgcn" not in table
+
+
+def test_hit_rates_split_by_the_training_degree_of_the_held_out_items(accuracy):
+    import scipy.sparse as sp
+
+    # Items 0..3 have training degrees 0, 2, 5 and 40 (one per bucket).
+    degree = np.array([0, 2, 5, 40])
+    # Users 0-3 hold one validation item each, user 4 none, user 5 holds items 0 and 3.
+    rows = [0, 1, 2, 3, 5, 5]
+    cols = [0, 1, 2, 3, 0, 3]
+    validation = sp.csr_matrix((np.ones(6), (rows, cols)), shape=(6, 4))
+    # Per validation user (0, 1, 2, 3, 5): found, missed, found, missed, found half.
+    recall = [1.0, 0.0, 1.0, 0.0, 0.5]
+    done = {"k": _entry("plus_base", 0)}
+    per_user = {"k": {"recall@20": recall}}
+    table = accuracy.degree_markdown(done, per_user, (validation, degree))
+    # Cold bucket: user 0 (weight 1, hit 1) and user 5 (weight 0.5, recall 0.5): 1.25 / 1.5.
+    assert "| share of validation users | | 30.0% | 20.0% | 20.0% | 30.0% |" in table
+    assert "| plus_base | 1 | 83.3% | 0.0% | 100.0% | 16.7% |" in table
+    # Runs scored on other users (a different split) are left out.
+    assert "short" not in accuracy.degree_markdown(
+        {"k": _entry("short", 0)}, {"k": {"recall@20": [1.0]}}, (validation, degree)
+    )
