@@ -56,7 +56,7 @@ def _model_bytes() -> tuple[bytes, object]:
 
 
 ORIGINAL_BYTES, ORIGINAL = (None, None)
-FOLDER = Path(tempfile.mkdtemp(prefix="diffmm-campaign-"))
+FOLDER: Path | None = None  # the campaign's own temporary folder, made and removed by run()
 SETTINGS = dict(
     deadline=None,
     database=None,
@@ -297,13 +297,15 @@ def campaign_hostile(data: bytes) -> None:
 
 
 def run(kinds: list[str]) -> dict:
-    global ORIGINAL_BYTES, ORIGINAL
+    global ORIGINAL_BYTES, ORIGINAL, FOLDER
     ORIGINAL_BYTES, ORIGINAL = _model_bytes()
     measurable = _reset_peak() is not None
-    if "damaged" in kinds:
-        campaign_damaged()
-    if "hostile" in kinds:
-        campaign_hostile()
+    with tempfile.TemporaryDirectory(prefix="diffmm-campaign-") as folder:
+        FOLDER = Path(folder)
+        if "damaged" in kinds:
+            campaign_damaged()
+        if "hostile" in kinds:
+            campaign_hostile()
     raw = _members(ORIGINAL_BYTES)["tensors.safetensors"]
     (length,) = struct.unpack("<Q", raw[:8])
     return {
