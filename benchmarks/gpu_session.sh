@@ -4,6 +4,7 @@
 #   bash benchmarks/gpu_session.sh smoke   # CUDA tests, TikTok epoch timings, a parallel probe
 #   bash benchmarks/gpu_session.sh tune    # timings + profile, then tuning round 2 and ablations
 #   bash benchmarks/gpu_session.sh next    # timings + profile, then tuning round 4 (3 seeds)
+#   bash benchmarks/gpu_session.sh plus    # timings + profile, then the options' rows (3 seeds)
 #
 # Expects the TikTok folder at ../shared/data/tiktok (or at .tiktok/, linked there) and writes
 # into $OUT (default benchmarks/results/gpu). Nothing here is part of CI.
@@ -59,6 +60,15 @@ wave() {  # wall seconds, stop minutes, accuracy.py selection arguments...
     rm -f "$OUT/accuracy_tiktok.json" "$OUT/accuracy_tiktok.md"
     tail -25 "$OUT/accuracy.log"
 }
+
+if [ "$mode" = plus ]; then
+    # The options beyond the published model (docs/accuracy.md): the rows the CPU has not run
+    # yet, three seeds each, every epoch of the budget, in one wave; a rerun skips what
+    # finished. Jobs cut by the time limit are marked and rerun on the CPU, not compared.
+    timings fp32
+    wave "${WAVE_S:-540}" "${STOP_MIN:-8}" --groups plus,plus_lightgcn
+    exit 0
+fi
 
 if [ "$mode" = next ]; then
     # The next session: time the current code (the CPU-side ranking and the per-epoch index
