@@ -25,9 +25,8 @@ from sklearn.utils.validation import check_is_fitted
 from ._base import BaseRecommender
 from ._errors import InvalidInputError
 from ._evaluation import evaluate_scorer, factor_validation
-from ._ids import IdMap
 from ._persistence import FileState
-from ._ranking import factor_scores, long_frame, reusing_block, similar
+from ._ranking import factor_scores, reusing_block, similar
 from ._training import (
     Evaluate,
     NonFiniteLossError,
@@ -386,8 +385,15 @@ class FactorRecommender(BaseRecommender):
         ((2, 5), True)
         """
         check_is_fitted(self)
-        return self._similar(
-            self._items, self.item_factors_, items, n, candidates, exclude, batch_size, as_frame
+        return similar(
+            self._items,
+            self.item_factors_,
+            items,
+            n,
+            candidates=candidates,
+            exclude=exclude,
+            batch_size=batch_size,
+            as_frame=as_frame,
         )
 
     def similar_users(
@@ -416,34 +422,16 @@ class FactorRecommender(BaseRecommender):
         (1, 3)
         """
         check_is_fitted(self)
-        return self._similar(
-            self._users, self.user_factors_, users, n, candidates, exclude, batch_size, as_frame
-        )
-
-    def _similar(
-        self,
-        universe: IdMap,
-        factors: np.ndarray,
-        queries: Any,
-        n: int,
-        candidates: Any,
-        exclude: Any,
-        batch_size: int,
-        as_frame: bool,
-    ) -> Any:
-        query_idx, ids, scores = similar(
-            universe,
-            factors,
-            queries,
+        return similar(
+            self._users,
+            self.user_factors_,
+            users,
             n,
             candidates=candidates,
             exclude=exclude,
             batch_size=batch_size,
+            as_frame=as_frame,
         )
-        if as_frame:
-            what = universe.what
-            return long_frame(universe.ids[query_idx], ids, scores, (what, f"similar_{what}"))
-        return ids, scores
 
     def _score_pairs(self, user_indices: np.ndarray, item_indices: np.ndarray) -> np.ndarray:
         check_is_fitted(self, "user_factors_")

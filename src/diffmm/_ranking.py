@@ -473,10 +473,14 @@ def similar(
     exclude: Any = None,
     batch_size: int = 1024,
     use_torch: bool = True,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    as_frame: bool = False,
+) -> Any:
     """The ``n`` most cosine-similar rows of ``factors`` to each query (never the query).
 
-    Returns the queries' indices, the similar raw ids and the cosine similarities.
+    Returns the similar raw ids and the cosine similarities, or with ``as_frame`` a long
+    DataFrame (``what``, ``similar_<what>``, ``rank``, ``score``). The public
+    ``similar_items`` / ``similar_users`` methods call this directly, so warnings name
+    their caller.
     """
     query_idx = universe.index(np.atleast_1d(np.asarray(queries)), name=f"{universe.what}s")
     norms = np.linalg.norm(factors, axis=1, keepdims=True)
@@ -501,7 +505,10 @@ def similar(
         use_torch=use_torch,
         stacklevel=3,
     )
-    return query_idx, ids, values
+    if as_frame:
+        what = universe.what
+        return long_frame(universe.ids[query_idx], ids, values, (what, f"similar_{what}"))
+    return ids, values
 
 
 def long_frame(queries: np.ndarray, ids: np.ndarray, scores: np.ndarray, names: tuple[str, str]):

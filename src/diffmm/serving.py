@@ -192,8 +192,16 @@ class ServingModel:
         as_frame: bool = False,
     ) -> Any:
         """The ``n`` items most similar to each of ``items`` (cosine of the item factors)."""
-        return self._similar(
-            self._items, self.item_factors_, items, n, candidates, exclude, batch_size, as_frame
+        return similar(
+            self._items,
+            self.item_factors_,
+            items,
+            n,
+            candidates=candidates,
+            exclude=exclude,
+            batch_size=batch_size,
+            use_torch=False,
+            as_frame=as_frame,
         )
 
     def similar_users(
@@ -207,25 +215,17 @@ class ServingModel:
         as_frame: bool = False,
     ) -> Any:
         """The ``n`` users most similar to each of ``users`` (cosine of the user factors)."""
-        return self._similar(
-            self._users, self.user_factors_, users, n, candidates, exclude, batch_size, as_frame
-        )
-
-    def _similar(self, universe, factors, queries, n, candidates, exclude, batch_size, as_frame):
-        query_idx, ids, values = similar(
-            universe,
-            factors,
-            queries,
+        return similar(
+            self._users,
+            self.user_factors_,
+            users,
             n,
             candidates=candidates,
             exclude=exclude,
             batch_size=batch_size,
             use_torch=False,
+            as_frame=as_frame,
         )
-        if as_frame:
-            what = universe.what
-            return long_frame(universe.ids[query_idx], ids, values, (what, f"similar_{what}"))
-        return ids, values
 
 
 def export(model: Any, path: str | os.PathLike) -> Path:
