@@ -116,22 +116,13 @@ class ServingModel:
         if users.ndim != 1 or users.size == 0:
             raise InvalidInputError("users must be a non-empty 1-D array of user ids.")
         user_idx = self._users.index(users, name="users")
-
-        def scores(rows: np.ndarray, out: np.ndarray | None) -> np.ndarray:
-            return factor_scores(
-                self.user_factors_, self.item_factors_, user_idx[rows], out, use_torch=False
-            )
-
-        ids, values = top_n(
-            reusing_block(scores),
-            len(user_idx),
+        ids, values = self._top(
+            self.user_factors_[user_idx],
             n,
-            self._items,
-            exclude=self.interactions_[user_idx] if exclude_seen else None,
-            wanted=items,
-            unwanted=exclude_items,
-            batch_size=batch_size,
-            use_torch=False,
+            self.interactions_[user_idx] if exclude_seen else None,
+            items,
+            exclude_items,
+            batch_size,
         )
         if as_frame:
             return long_frame(self.user_ids_[user_idx], ids, values, ("user", "item"))
@@ -162,20 +153,8 @@ class ServingModel:
             )
         history = check_histories(histories, self._items)
         users = propagation_user_factors(history, self.item_factors_, self.item_degrees_)
-
-        def scores(rows: np.ndarray, out: np.ndarray | None) -> np.ndarray:
-            return factor_scores(users, self.item_factors_, rows, out, use_torch=False)
-
-        ids, values = top_n(
-            reusing_block(scores),
-            history.shape[0],
-            n,
-            self._items,
-            exclude=history if exclude_seen else None,
-            wanted=items,
-            unwanted=exclude_items,
-            batch_size=batch_size,
-            use_torch=False,
+        ids, values = self._top(
+            users, n, history if exclude_seen else None, items, exclude_items, batch_size
         )
         if as_frame:
             return long_frame(np.arange(history.shape[0]), ids, values, ("user", "item"))
@@ -225,6 +204,24 @@ class ServingModel:
             batch_size=batch_size,
             use_torch=False,
             as_frame=as_frame,
+        )
+
+    def _top(self, users, n, exclude, items, exclude_items, batch_size):
+        """Top-``n`` raw item ids and scores of the user factor rows ``users``."""
+
+        def scores(rows: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+            return factor_scores(users, self.item_factors_, rows, out, use_torch=False)
+
+        return top_n(
+            reusing_block(scores),
+            len(users),
+            n,
+            self._items,
+            exclude=exclude,
+            wanted=items,
+            unwanted=exclude_items,
+            batch_size=batch_size,
+            use_torch=False,
         )
 
 
