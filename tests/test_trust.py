@@ -37,6 +37,7 @@ from diffmm import (
     losses,
 )
 from diffmm.datasets import load_diffmm_format, load_mmrec_format, make_synthetic
+from test_cli import run_cli
 
 FAST = {"epochs": 1, "denoiser_hidden_dims": (16,), "embedding_dim": 8, "random_state": 0}
 DATA = make_synthetic(n_users=60, n_items=40, random_state=0)
@@ -222,18 +223,6 @@ def test_a_full_disk_warns_and_the_run_goes_on(small_disk):
 # -- 3. the command line never writes over its inputs ------------------------------------------
 
 
-def _cli(*args) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "diffmm", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        check=False,
-    )
-
-
 @pytest.fixture(scope="module")
 def data_folder(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("dm")
@@ -256,14 +245,14 @@ TINY_CLI = ["--epochs", "1", "--set", "denoiser_hidden_dims=[8]", "--quiet", "--
 
 def test_fit_refuses_a_report_on_the_model_file(data_folder, tmp_path):
     out = tmp_path / "m.json"
-    result = _cli("fit", data_folder, "--out", out, "--report", out, *TINY_CLI)
+    result = run_cli("fit", data_folder, "--out", out, "--report", out, *TINY_CLI)
     assert result.returncode == 2 and "same file" in result.stderr
     assert "Traceback" not in result.stderr and not out.exists()
 
 
 def test_fit_refuses_to_write_into_its_data(data_folder):
     before = (data_folder / "trnMat.pkl").read_bytes()
-    result = _cli("fit", data_folder, "--out", data_folder / "trnMat.pkl", *TINY_CLI)
+    result = run_cli("fit", data_folder, "--out", data_folder / "trnMat.pkl", *TINY_CLI)
     assert result.returncode == 2 and "input of this command" in result.stderr
     assert (data_folder / "trnMat.pkl").read_bytes() == before
 
@@ -272,7 +261,7 @@ def test_fit_refuses_to_write_into_its_data(data_folder):
 def test_recommend_refuses_to_overwrite_a_model_or_data(model_file, data_folder, target):
     path = model_file if target == "model" else data_folder / "trnMat.pkl"
     before = path.read_bytes()
-    result = _cli("recommend", model_file, "--users", "0", "--output", path)
+    result = run_cli("recommend", model_file, "--users", "0", "--output", path)
     assert result.returncode == 2, result.stderr
     assert path.read_bytes() == before
     DiffMMRecommender.load(model_file)  # still a model
@@ -281,7 +270,7 @@ def test_recommend_refuses_to_overwrite_a_model_or_data(model_file, data_folder,
 def test_recommend_writes_its_list_atomically(model_file, tmp_path):
     out = tmp_path / "top.csv"
     out.write_text("an earlier list\n")
-    assert _cli("recommend", model_file, "--users", "0", "1", "--output", out).returncode == 0
+    assert run_cli("recommend", model_file, "--users", "0", "1", "--output", out).returncode == 0
     assert out.read_text().startswith("user,rank,item,score")
     assert [p.name for p in tmp_path.iterdir()] == ["top.csv"]  # no temporary file left
 
@@ -571,12 +560,12 @@ def test_negative_entries_in_a_pickled_matrix_are_refused(tmp_path):
 
 
 def test_cli_reports_impossible_sizes_and_odd_config_paths(data_folder, tmp_path):
-    result = _cli(
+    result = run_cli(
         "fit", data_folder, "--out", tmp_path / "m.diffmm", "--set", "embedding_dim=1000000000000"
     )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "parameters" in result.stderr and "GB" in result.stderr
-    result = _cli("fit", data_folder, "--out", tmp_path / "m.diffmm", "--config", os.devnull)
+    result = run_cli("fit", data_folder, "--out", tmp_path / "m.diffmm", "--config", os.devnull)
     assert result.returncode == 2 and "not found" not in result.stderr
     assert ".toml or .json" in result.stderr
 
