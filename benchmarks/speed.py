@@ -6,6 +6,8 @@ Run::
     python benchmarks/speed.py --scenarios sports --device cpu --threads 16
     python benchmarks/speed.py --device cuda --precision bf16 --label h100-bf16
     python benchmarks/speed.py --quick              # a tiny synthetic run (smoke test, seconds)
+    python benchmarks/speed.py --scenarios tiktok --precision fp32,bf16 --rounds 2
+                                                    # both precisions, alternating, twice each
 
 Prints a markdown table and writes ``benchmarks/results/speed_<label>.json`` and ``.md``
 (``--out`` changes the folder; the label defaults to the device, e.g. ``cpu-16t`` or
@@ -70,6 +72,21 @@ layer of ``h`` units and a time embedding of ``τ`` (10) that is ``F = 2·((I+τ
 when ``--precision bf16``, else fp32's). The FLOPs leave out the alignment loss (products of
 B × I rows with I × D embeddings, a few per cent more), the Adam steps, building dense rows
 from the sparse matrix and the top-k: their time counts against the efficiency.
+
+*Floors*: what each phase's matrix products need at this machine's rates, measured in the
+same process (so a slow day of the machine moves the floor with the phase). Denoiser and
+generation: their FLOPs (above) at the denoisers' matmul rate, in fp32 and in bf16. The
+recommender step computes in fp32 in both precisions: InfoNCE's three products per block of
+rows (``6·D·(u_b·U + i_b·I)`` FLOPs per batch and view pair, ``u_b`` and ``i_b`` the batch's
+distinct users and items, counted on a shuffled epoch), at the rate of those products timed
+at one block's shape, plus the encoder's sparse products with ``A`` and the generated graphs,
+forward and backward, priced per stored entry from one timed ``A·X``. The epoch floor is the
+three phases' sum. Each phase is reported as measured / floor; the project's targets are
+stated as such ratios, so that both CPU kinds (and a GPU) are held to the same standard.
+The report names the CPU kind (vendor and the AVX-512 BF16 / AMX features that set the
+rates). ``--precision fp32,bf16 --rounds N`` runs both precisions alternately, N times each
+in fresh processes, and tabulates the recommender step's run-to-run spread and its bf16 /
+fp32 ratio.
 
 Memory estimate
 ---------------
@@ -320,6 +337,145 @@ def recommend_throughput(model: Any) -> dict[str, float]:
     }
 
 
+def _distinct_per_batch(train: sp.csr_matrix, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct users and distinct positive items in each batch of a shuffled epoch.
+
+    The trainer shuffles the training interactions once per epoch and cuts them into batches;
+    InfoNCE compares each batch's distinct users (items) with all users (items). Shuffled with
+    a fixed seed here: the counts, not the order, set the work.
+    """
+    coo = train.tocoo()
+    order = np.random.default_rng(0).permutation(coo.nnz)
+    users, items = coo.row[order], coo.col[order]
+    starts = range(0, coo.nnz, batch)
+    distinct_users = np.array([np.unique(users[s : s + batch]).size for s in starts])
+    distinct_items = np.array([np.unique(items[s : s + batch]).size for s in starts])
+    return distinct_users, distinct_items
+
+
+def _contrastive_pairs(params: dict[str, Any], n_modalities: int) -> int:
+    if params["contrastive"] is None or params["contrastive_weight"] <= 0:
+        return 0
+    if params["contrastive"] == "main_modal":
+        return n_modalities
+    return n_modalities * (n_modalities - 1) // 2
+
+
+def recommender_floor(model: Any, train: sp.csr_matrix, device: torch.device) -> dict[str, Any]:
+    """The seconds the recommender step's products need at this machine's measured rates.
+
+    The step's arithmetic is InfoNCE's three products per block of rows (the similarities
+    ``x·yᵀ`` of the batch's distinct nodes with all nodes, then the two gradients ``E·y`` and
+    ``Eᵀ·x``), ``6·D·(u_b·U + i_b·I)`` FLOPs per batch and view pair, and the encoder's
+    sparse products with ``A`` and the generated graphs ``G_m``, forward and backward. Both
+    run in fp32 whatever ``precision`` says. Each is timed here at its own shape: the three
+    products on one block of rows (as ``diffmm.losses`` cuts them) against all users and
+    against all items, and one product ``A·X`` with X of shape (U+I, D), whose seconds per
+    stored entry price every sparse product by its number of entries. What the floor leaves
+    out (normalisation, the exponentials, BPR, Adam, the elementwise work of the backward
+    pass) is what a faster step must fuse or drop.
+    """
+    from diffmm._graph import adjacency_from_matrix
+
+    params = model.get_params()
+    dim, batch = params["embedding_dim"], params["batch_size"]
+    n_users, n_items = train.shape
+    n_modalities = len(model.modalities_)
+    pairs = _contrastive_pairs(params, n_modalities)
+    distinct_users, distinct_items = _distinct_per_batch(train, batch)
+    generator = torch.Generator(device=device).manual_seed(0)
+
+    contrastive: dict[str, Any] = {"pairs": pairs, "sides": {}}
+    contrastive_seconds = 0.0
+    for side, n_nodes, distinct in (
+        ("users", n_users, distinct_users),
+        ("items", n_items, distinct_items),
+    ):
+        block = max(1, min(INFO_NCE_BLOCK_BYTES // (4 * n_nodes), int(distinct.max())))
+        x = torch.randn(block, dim, generator=generator, device=device)
+        y = torch.randn(n_nodes, dim, generator=generator, device=device)
+        e = torch.empty(block, n_nodes, device=device)
+        gx, gy = torch.empty(block, dim, device=device), torch.empty(n_nodes, dim, device=device)
+
+        def products(x=x, y=y, e=e, gx=gx, gy=gy) -> None:
+            torch.mm(x, y.T, out=e)
+            torch.mm(e, y, out=gx)
+            torch.mm(e.T, x, out=gy)
+
+        timing = _timed(products, device, repeats=9)
+        rate = 6 * dim * block * n_nodes / timing["seconds"]
+        flops = pairs * 6 * dim * n_nodes * float(distinct.sum())
+        contrastive_seconds += flops / rate
+        contrastive["sides"][side] = {
+            "block_rows": block,
+            "mean_distinct_per_batch": float(distinct.mean()),
+            "gflop_per_epoch": flops / 1e9,
+            "gflops_per_s": rate / 1e9,
+        }
+        del x, y, e, gx, gy
+
+    adjacency = adjacency_from_matrix(model.interactions_, device)
+    dense = torch.randn(adjacency.shape[1], dim, generator=generator, device=device)
+    out = torch.empty(adjacency.shape[0], dim, device=device)
+    if device.type == "cpu":
+        timing = _timed(lambda: torch.addmm(out, adjacency, dense, beta=0, out=out), device)
+    else:
+        timing = _timed(lambda: adjacency @ dense, device)
+    nnz_a = int(adjacency.values().numel())
+    per_entry = timing["seconds"] / nnz_a
+    layers = params["n_layers"]
+    graphs = getattr(model, "generated_graphs_", None)
+    # Entries multiplied per batch, forward: per modality two products with A (the user and
+    # item halves), one with G_m, and for the contrastive view G_m then L with A; then L
+    # products of the fused embedding with A. The backward pass multiplies the same again.
+    nnz_g = [int(g.nnz) for g in graphs] if graphs is not None else [nnz_a] * n_modalities
+    per_batch = layers * nnz_a
+    for nnz in nnz_g:
+        per_batch += 2 * nnz_a + (nnz if graphs is not None else 0)
+        if pairs:
+            per_batch += nnz + layers * nnz_a
+    n_batches = len(distinct_users)
+    sparse_seconds = 2 * n_batches * per_batch * per_entry
+    return {
+        "seconds": contrastive_seconds + sparse_seconds,
+        "contrastive_seconds": contrastive_seconds,
+        "sparse_seconds": sparse_seconds,
+        "batches": n_batches,
+        "contrastive": contrastive,
+        "sparse": {
+            "adjacency_nnz": nnz_a,
+            "generated_nnz": nnz_g if graphs is not None else None,
+            "seconds_per_adjacency_product": timing["seconds"],
+            "entries_per_batch_forward": per_batch,
+        },
+    }
+
+
+def phase_floors(
+    flops: dict[str, float], rates: dict[str, dict[str, Any]], recommender: dict[str, Any]
+) -> dict[str, dict[str, float | None]]:
+    """Each phase's floor in seconds, for fp32 and for bf16 denoisers, from measured rates.
+
+    The denoiser and generation floors are their FLOPs at the matmul rate of the denoisers'
+    own shapes in that precision; the recommender's is the same in both (it computes in
+    fp32); the epoch's is their sum (evaluation, a fraction of a second, is left out).
+    """
+    floors: dict[str, dict[str, float | None]] = {}
+    for key in ("fp32", "bf16"):
+        rate = rates.get(key, {}).get("gflops_per_s")
+        dense = {
+            phase: (flops[phase] / (rate * 1e9) if rate else None)
+            for phase in ("denoiser", "generation")
+        }
+        parts = [dense["denoiser"], dense["generation"], recommender["seconds"]]
+        floors[key] = {
+            **dense,
+            "recommender": recommender["seconds"],
+            "epoch": None if None in parts else sum(parts),
+        }
+    return floors
+
+
 def _graph_bytes(nnz: int, n_nodes: int) -> int:
     # torch sparse CSR: float32 values + int64 column indices per entry, int64 row pointers.
     return 12 * nnz + 8 * (n_nodes + 1)
@@ -520,6 +676,16 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         seconds = phases["seconds"][phase]
         ok = rate and seconds and flops[phase]
         efficiency[phase] = flops[phase] / seconds / (rate * 1e9) if ok else None
+    recommender = recommender_floor(model, train, device)
+    floors = phase_floors(flops, rates, recommender)
+    seconds = phases["seconds"]
+    epoch = sum(seconds[p] or 0.0 for p in ("denoiser", "generation", "recommender"))
+    measured = {**{p: seconds[p] for p in ("denoiser", "generation", "recommender")}}
+    measured["epoch"] = epoch
+    over_floor = {
+        phase: (measured[phase] / floor if measured[phase] and floor else None)
+        for phase, floor in floors[rate_key].items()
+    }
     return {
         "scenario": name,
         "device": str(device),
@@ -537,6 +703,9 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         "flops": flops,
         "efficiency_rate": rate_key,
         "efficiency": efficiency,
+        "floors": floors,
+        "over_floor": over_floor,
+        "recommender_floor": recommender,
         "matmul": {"batch": batch, "layers": [list(layer) for layer in layers], **rates},
         "recommend": recommend,
         "memory": {
@@ -613,6 +782,40 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+#: Instruction-set features that decide the matmul rates this suite measures.
+KIND_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def cpu_kind() -> dict[str, Any]:
+    """The CPU's vendor, its features from :data:`KIND_FLAGS` and a short name for the kind.
+
+    The project's machines come in kinds (an AMD EPYC with AVX-512 BF16, an Intel Xeon with
+    AMX, ...) whose matmul rates differ by several times: every figure names its kind.
+    """
+    vendor, flags = None, set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "vendor_id" and vendor is None:
+                vendor = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    features = [flag for flag in KIND_FLAGS if flag in flags]
+    maker = {"GenuineIntel": "Intel", "AuthenticAMD": "AMD"}.get(vendor or "", vendor)
+    if "amx_bf16" in flags:
+        extras = "AMX"
+    elif "avx512_bf16" in flags:
+        extras = "AVX-512 BF16"
+    elif "avx512f" in flags:
+        extras = "AVX-512"
+    else:
+        extras = "AVX2" if "avx2" in flags else platform.machine()
+    name = f"{maker or platform.machine()} {extras}, {os.cpu_count()} logical CPUs"
+    return {"vendor": vendor, "features": features, "kind": name}
+
+
 def _memory_total() -> float | None:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -634,6 +837,7 @@ def machine_info() -> dict[str, Any]:
         commit = ""
     return {
         "cpu": _cpu_model(),
+        **cpu_kind(),
         "machine": platform.machine(),
         "logical_cpus": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
@@ -662,42 +866,50 @@ def _default_label(
     return label + ("-quick" if quick else "")
 
 
-def _run_child(job: dict[str, Any], folder: Path, env: dict[str, str]) -> int:
-    path = folder / f"{job['scenario']}_job.json"
+def _run_child(job: dict[str, Any], folder: Path, env: dict[str, str], run: str) -> int:
+    path = folder / f"{run}_job.json"
     path.write_text(json.dumps(job))
     command = [sys.executable, __file__, "--worker-job", str(path)]
     return subprocess.run(command, env=env, check=False).returncode
 
 
 def run_scenario(
-    name: str, args: argparse.Namespace, device: torch.device, folder: Path, env: dict[str, str]
+    name: str,
+    args: argparse.Namespace,
+    device: torch.device,
+    folder: Path,
+    env: dict[str, str],
+    precision: str = "fp32",
+    round_: int = 1,
 ) -> dict[str, Any]:
-    """Generate the data (synthetic, here) and measure one scenario in a fresh process."""
+    """Generate the data (synthetic, once per scenario) and measure one run in a fresh process."""
     epochs = args.epochs or DEFAULT_EPOCHS[name]
+    run = f"{name}_{precision}_{round_}"
     job = {
         "scenario": name,
         "epochs": epochs,
         "device": str(device),
-        "precision": args.precision,
+        "precision": precision,
         "copy_features": not args.no_feature_copy,
         "threads": args.threads,
         "tiktok_path": str(args.tiktok_path),
         "cache": str(folder / name),
-        "result": str(folder / f"{name}_result.json"),
+        "result": str(folder / f"{run}_result.json"),
     }
     if name == "tiktok":
         if not (args.tiktok_path / "trnMat.pkl").is_file():
             reason = f"no TikTok data at {args.tiktok_path} (pass --tiktok-path)"
             print(f"[tiktok] skipped: {reason}", flush=True)
-            return {"scenario": name, "skipped": reason}
-    else:
+            return {"scenario": name, "precision": precision, "round": round_, "skipped": reason}
+    elif not (folder / name).exists():
         (folder / name).mkdir()
         print(f"[{name}] generating synthetic data", flush=True)
         _save_synthetic(name, folder / name)
-    code = _run_child(job, folder, env)
+    code = _run_child(job, folder, env, run)
     if code != 0:
-        return {"scenario": name, "error": f"the measuring process exited with code {code}"}
-    return json.loads(Path(job["result"]).read_text())
+        error = f"the measuring process exited with code {code}"
+        return {"scenario": name, "precision": precision, "round": round_, "error": error}
+    return {**json.loads(Path(job["result"]).read_text()), "round": round_}
 
 
 def _fmt(value: Any, spec: str = ".2f") -> str:
@@ -708,6 +920,72 @@ def _fmt(value: Any, spec: str = ".2f") -> str:
 
 def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.0f}%"
+
+
+def _run_name(s: dict[str, Any]) -> str:
+    return s["scenario"] + (f" #{s['round']}" if s.get("round", 1) > 1 else "")
+
+
+def _floor_lines(done: list[dict[str, Any]]) -> list[str]:
+    """Each phase against its floor, and the run-to-run spread of the recommender step."""
+    done = [s for s in done if "floors" in s]
+    if not done:
+        return []
+    lines = [
+        "",
+        "## Each phase against its floor",
+        "",
+        "Floor: the seconds a phase's matrix products need at the rates measured in the same "
+        "process (the denoiser and generation FLOPs at the denoisers' matmul rate in the run's "
+        "precision; the recommender step's InfoNCE products and sparse products, in fp32 in "
+        "both precisions, each timed at its own shape). Ratio = measured / floor (1.00× is "
+        "the floor). The epoch is the three phases.",
+        "",
+        "| scenario | precision | denoiser | generation | recommender | epoch "
+        "| epoch floor fp32 / bf16 s | recommender floor: InfoNCE + sparse s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for s in done:
+        ratios, floors, rec = s["over_floor"], s["floors"], s["recommender_floor"]
+        cell = {
+            p: (
+                f"{_fmt(ratios[p])}× ({_fmt(floors[s['precision']][p])} s)"
+                if ratios.get(p)
+                else "–"
+            )
+            for p in ("denoiser", "generation", "recommender", "epoch")
+        }
+        lines.append(
+            f"| {_run_name(s)} | {s['precision']} | {cell['denoiser']} | {cell['generation']} "
+            f"| {cell['recommender']} | {cell['epoch']} "
+            f"| {_fmt(floors['fp32']['epoch'])} / {_fmt(floors['bf16']['epoch'])} "
+            f"| {_fmt(rec['contrastive_seconds'])} + {_fmt(rec['sparse_seconds'])} |"
+        )
+    groups: dict[tuple[str, str], list[float]] = {}
+    for s in done:
+        value = s["seconds"]["recommender"]
+        if value is not None:
+            groups.setdefault((s["scenario"], s["precision"]), []).append(value)
+    if any(len(v) > 1 for v in groups.values()) or len({p for _, p in groups}) > 1:
+        lines += [
+            "",
+            "Recommender step from run to run (median s/epoch of each run; spread = "
+            "(max − min) / median):",
+            "",
+            "| scenario | precision | runs | seconds | spread | against fp32 (median) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for (scenario, precision), values in groups.items():
+            median = statistics.median(values)
+            spread = (max(values) - min(values)) / median if median else None
+            fp32 = groups.get((scenario, "fp32"))
+            against = median / statistics.median(fp32) if fp32 else None
+            lines.append(
+                f"| {scenario} | {precision} | {len(values)} "
+                f"| {', '.join(_fmt(v) for v in values)} | {_pct(spread)} "
+                f"| {_fmt(against)}× |"
+            )
+    return lines
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -721,6 +999,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"- CPU: {machine['cpu']} ({machine['usable_cpus']} usable of "
         f"{machine['logical_cpus']} logical CPUs, {_fmt(machine['memory_gb'], '.0f')} GB, "
         f"capability {machine['cpu_capability']})",
+        f"- CPU kind: {machine.get('kind', '?')} (features: "
+        f"{', '.join(machine.get('features') or []) or 'none of ' + ', '.join(KIND_FLAGS)})",
         f"- GPU: {machine['cuda_device'] or 'none used'}; float32 matmul precision "
         f"{machine['float32_matmul_precision']!r}",
         f"- Python {machine['python']}, torch {machine['torch']}, numpy {machine['numpy']}, "
@@ -743,7 +1023,7 @@ def markdown(report: dict[str, Any]) -> str:
             "| "
             + " | ".join(
                 [
-                    s["scenario"],
+                    _run_name(s),
                     s["device"],
                     s["precision"],
                     str(s["threads"]),
@@ -764,7 +1044,7 @@ def markdown(report: dict[str, Any]) -> str:
         )
     for s in report["scenarios"]:
         if "seconds" not in s:
-            lines.append(f"\n{s['scenario']}: {s.get('skipped') or s.get('error')}")
+            lines.append(f"\n{_run_name(s)}: {s.get('skipped') or s.get('error')}")
     if not done:
         return "\n".join(lines) + "\n"
     lines += [
@@ -777,6 +1057,9 @@ def markdown(report: dict[str, Any]) -> str:
         "process up to the end of `fit`. Estimate: the memory formula of "
         "`benchmarks/speed.py` (on CUDA without the process' RSS, to compare with the GPU "
         "peak). rec/bare: `recommend` time over a bare torch matmul + top-k on the same factors.",
+    ]
+    lines += _floor_lines(done)
+    lines += [
         "",
         "## Dense matmul throughput (GFLOP/s) for the denoiser's shapes",
         "",
@@ -831,7 +1114,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--epochs", type=int, default=None, help="epochs per scenario (default 3 tiktok, 1 else)"
     )
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        help="fp32, bf16, or both as fp32,bf16: each scenario is run in each, alternating",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every scenario and precision this many times, each in a fresh process, "
+        "to show the spread from run to run (default 1)",
+    )
     parser.add_argument(
         "--threads", type=int, default=None, help="torch and BLAS threads (default: torch's)"
     )
@@ -855,6 +1149,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return {}
 
     names = ["quick"] if args.quick else [s.strip() for s in args.scenarios.split(",") if s]
+    precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
+    if not precisions or set(precisions) - {"fp32", "bf16"}:
+        parser.error(f"--precision takes fp32, bf16 or fp32,bf16, got {args.precision!r}")
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     unknown = sorted(set(names) - set(DEFAULT_SCENARIOS) - {"quick"})
     if unknown:
         parser.error(f"unknown scenarios {unknown}; choose from {list(DEFAULT_SCENARIOS)}")
@@ -882,13 +1181,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     with tempfile.TemporaryDirectory(prefix="diffmm-speed-") as tmp:
         for name in names:
-            report["scenarios"].append(run_scenario(name, args, device, Path(tmp), env))
+            # Alternating precisions within each round: a drift of the machine's speed over
+            # the run then touches both alike.
+            for round_ in range(1, args.rounds + 1):
+                for precision in precisions:
+                    report["scenarios"].append(
+                        run_scenario(name, args, device, Path(tmp), env, precision, round_)
+                    )
     for scenario in report["scenarios"]:
         if scenario.get("cuda"):
             report["machine"].update(scenario["cuda"])
             break
     label = args.label or _default_label(
-        device, report["machine"]["cuda_device"], args.threads, args.precision, args.quick
+        device, report["machine"]["cuda_device"], args.threads, "-".join(precisions), args.quick
     )
     report["label"] = label
     text = markdown(report)

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "speed.py"
 
 
@@ -18,6 +20,7 @@ def test_speed_quick_writes_results(tmp_path):
     # One thread per process: the data are tiny and the test machine has few cores.
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = ["--quick", "--device", "cpu", "--threads", "1", "--label", "smoke"]
+    args += ["--precision", "fp32,bf16"]
     result = subprocess.run(
         [sys.executable, str(SCRIPT), *args, "--out", str(tmp_path)],
         capture_output=True,
@@ -33,8 +36,29 @@ def test_speed_quick_writes_results(tmp_path):
     report = json.loads((tmp_path / "speed_smoke.json").read_text())
     assert (tmp_path / "speed_smoke.md").read_text().startswith("# Speed and memory: smoke")
     assert {"label", "created", "command", "machine", "scenarios"} <= set(report)
-    assert {"cpu", "torch", "cuda_device", "logical_cpus"} <= set(report["machine"])
-    (scenario,) = report["scenarios"]
+    assert {"cpu", "torch", "cuda_device", "logical_cpus", "kind"} <= set(report["machine"])
+    assert report["machine"]["kind"] in result.stdout
+    scenario, bf16 = report["scenarios"]
+    assert (scenario["precision"], bf16["precision"]) == ("fp32", "bf16")
+    # Each phase against its own floor, from rates measured in the same process.
+    for run in (scenario, bf16):
+        assert set(run["floors"]) == {"fp32", "bf16"}
+        floors = run["floors"][run["precision"]]
+        assert all(floors[p] > 0 for p in ("denoiser", "generation", "recommender", "epoch"))
+        assert floors["epoch"] == pytest.approx(
+            floors["denoiser"] + floors["generation"] + floors["recommender"]
+        )
+        seconds = run["seconds"]
+        assert run["over_floor"]["recommender"] == pytest.approx(
+            seconds["recommender"] / floors["recommender"]
+        )
+        rec = run["recommender_floor"]
+        assert rec["seconds"] == pytest.approx(rec["contrastive_seconds"] + rec["sparse_seconds"])
+        # At least one pair of contrastive views over the two modalities.
+        assert rec["contrastive"]["pairs"] >= 1
+        assert rec["contrastive"]["sides"]["users"]["gflop_per_epoch"] > 0
+    assert "## Each phase against its floor" in result.stdout
+    assert "Recommender step from run to run" in result.stdout
     assert scenario["scenario"] == "quick"
     assert scenario["threads"] == 1
     assert scenario["epochs_run"] == 2 and "warm-up" in scenario["epochs_note"]
