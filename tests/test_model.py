@@ -657,3 +657,26 @@ def test_network_rejects_mismatched_features():
     cfg = NetworkConfig(N_USERS, N_ITEMS, (3, 4), embedding_dim=DIM)
     with pytest.raises(ValueError):
         DiffMMNetwork(cfg, [torch.zeros(N_ITEMS, 3)])
+
+
+def test_cast_once_gives_the_same_chain_and_leaves_nothing_behind():
+    # Graph generation casts the denoiser's weights to the matmul dtype once per phase; the
+    # chain is the same as casting them at every call, and the copies go with the block.
+    gen = torch.Generator().manual_seed(0)
+    denoiser = Denoiser(12, (8,), generator=gen).eval()
+    rows = (torch.rand(5, 12, generator=gen) < 0.3).float().to_sparse_csr()
+    schedule = DiffusionSchedule()
+    with torch.no_grad():
+        plain = denoise_rows(denoiser, schedule, rows, matmul_dtype=torch.bfloat16)
+        with denoiser.cast_once(torch.bfloat16):
+            weight, bias = denoiser._weights(denoiser.layers[1])
+            assert weight.dtype == bias.dtype == torch.bfloat16
+            once = denoise_rows(denoiser, schedule, rows, matmul_dtype=torch.bfloat16)
+    assert torch.equal(plain, once)
+    assert denoiser._cast is None
+    assert denoiser._weights(denoiser.layers[1])[0] is denoiser.layers[1].weight
+    # Nothing to cast in the weights' own dtype, and never where gradients are computed:
+    # training changes the weights at every step.
+    for dtype, grad in ((torch.float32, False), (torch.bfloat16, True)):
+        with torch.set_grad_enabled(grad), denoiser.cast_once(dtype):
+            assert denoiser._cast is None

@@ -224,23 +224,25 @@ class DiffusionPhases:
             tops = torch.empty(
                 (self.n_users, cfg.graph_top_k), dtype=torch.int64, device=self.device
             )
-            for batch, rows in row_batches:
-                x = denoise_rows(
-                    denoiser,
-                    self.schedule,
-                    rows,
-                    sampling_steps=cfg.sampling_steps,
-                    sampling_noise=cfg.sampling_noise,
-                    randn=self._randn,
-                    matmul_dtype=cfg.matmul_dtype,
-                )
-                if cfg.exclude_seen:  # propose items the user does not have yet
-                    x = add_csr_(x, rows, alpha=-math.inf)
-                top = (scores[: len(batch)], tops[batch[0] : batch[-1] + 1])  # batch: a range
-                torch.topk(x, cfg.graph_top_k, dim=-1, out=top)
-                done += 1
-                if self.on_batch is not None:
-                    self.on_batch("generation", done, steps, {})
+            # Fixed weights through the phase: cast to the matmul dtype once, not per call.
+            with denoiser.cast_once(cfg.matmul_dtype):
+                for batch, rows in row_batches:
+                    x = denoise_rows(
+                        denoiser,
+                        self.schedule,
+                        rows,
+                        sampling_steps=cfg.sampling_steps,
+                        sampling_noise=cfg.sampling_noise,
+                        randn=self._randn,
+                        matmul_dtype=cfg.matmul_dtype,
+                    )
+                    if cfg.exclude_seen:  # propose items the user does not have yet
+                        x = add_csr_(x, rows, alpha=-math.inf)
+                    top = (scores[: len(batch)], tops[batch[0] : batch[-1] + 1])  # batch: a range
+                    torch.topk(x, cfg.graph_top_k, dim=-1, out=top)
+                    done += 1
+                    if self.on_batch is not None:
+                        self.on_batch("generation", done, steps, {})
             graph = top_k_graph(users, tops, self.n_users, self.n_items)
             graphs.append(drop_edges(graph, cfg.edge_keep_rate, self.generator))
             undropped.append(graph)

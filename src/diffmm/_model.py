@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 
@@ -120,6 +122,36 @@ class Denoiser(nn.Module):
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
         for layer in self.layers:
             _denoiser_init_(layer, generator)
+        self._cast: dict[int, torch.Tensor] | None = None
+
+    @contextmanager
+    def cast_once(self, dtype: torch.dtype | None) -> Iterator[None]:
+        """Within the block, products in ``dtype`` use the dense layers' weights cast once.
+
+        Every call otherwise casts each layer's weight and bias to ``matmul_dtype`` anew (a
+        pass over all the weights), which training needs, since its weights change at every
+        step; graph generation calls the denoiser for every batch and step with the same
+        weights. The values are the same either way. No gradient flows to the copies:
+        for inference (``torch.no_grad``) only, with weights that do not change in the block.
+        """
+        first = self.layers[0].weight
+        if dtype is None or dtype == first.dtype or torch.is_grad_enabled():
+            yield
+            return
+        self._cast = {
+            id(p): p.detach().to(dtype) for layer in self.layers for p in (layer.weight, layer.bias)
+        }
+        try:
+            yield
+        finally:
+            self._cast = None
+
+    def _weights(self, layer: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
+        """The layer's weight and bias, or their copies made by :meth:`cast_once`."""
+        cast = getattr(self, "_cast", None)  # absent in denoisers pickled before it
+        if cast is None:
+            return layer.weight, layer.bias
+        return cast[id(layer.weight)], cast[id(layer.bias)]
 
     def forward(
         self,
@@ -164,25 +196,34 @@ class Denoiser(nn.Module):
         first = self.layers[0]
         dtype = matmul_dtype or first.weight.dtype
         emb = self.time_embedding(t, dtype)
+        weight, bias = self._weights(first)
         if x_t.layout == torch.sparse_csr:
             n_items = first.in_features - self.time_embedding.dim
-            weight, bias = first.weight[:, n_items:].to(dtype), first.bias.to(dtype)
-            time_part = F.linear(emb.to(dtype), weight, bias)
+            time_part = F.linear(emb.to(dtype), weight[:, n_items:].to(dtype), bias.to(dtype))
             # Few stored entries: exact float32 (there is no bf16 sparse kernel).
             data_part = x_t @ first.weight[:, :n_items].t().to(x_t.dtype)
             h = data_part + time_part.to(data_part.dtype)  # sparse only in eval: no dropout
         else:
-            h = _SplitLinear.apply(x_t, emb, first.weight, first.bias, scale, dtype)
+            h = _SplitLinear.apply(x_t, emb, weight, bias, scale, dtype)
         for layer in self.layers[1:]:
-            h = _linear(layer, torch.tanh(h), matmul_dtype)
+            h = _linear(layer, torch.tanh(h), matmul_dtype, self._weights(layer))
         return h
 
 
-def _linear(layer: nn.Linear, x: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
-    """``layer(x)`` with input and weights cast to ``dtype`` (None: no cast)."""
+def _linear(
+    layer: nn.Linear,
+    x: torch.Tensor,
+    dtype: torch.dtype | None,
+    weights: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """``layer(x)`` with input and weights cast to ``dtype`` (None: no cast).
+
+    ``weights``: the layer's (weight, bias) to use instead, e.g. copies already in ``dtype``.
+    """
+    weight, bias = weights or (layer.weight, layer.bias)
     if dtype is None:
-        return layer(x)
-    return F.linear(x.to(dtype), layer.weight.to(dtype), layer.bias.to(dtype))
+        return F.linear(x, weight, bias)
+    return F.linear(x.to(dtype), weight.to(dtype), bias.to(dtype))
 
 
 class _SplitLinear(torch.autograd.Function):
