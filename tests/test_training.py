@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from diffmm import losses
 from diffmm._compute import _malloc_trim, release_free_memory
 from diffmm._diffusion_phases import DiffusionConfig, DiffusionPhases
 from diffmm._graph import adjacency_from_matrix
@@ -288,3 +289,44 @@ def test_draws_into_buffers_equal_fresh_draws(matrix):
     for a, b in zip(fresh, drawn, strict=True):
         assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     assert drawn[-1][1].shape == (6, phases.n_items)
+
+
+@pytest.mark.parametrize("scheme", ["main_modal", "modal_modal"])
+def test_contrastive_pairs_over_three_views_are_info_nce_terms(scheme):
+    # A view that is the first of one pair and the second of another (modal_modal over
+    # three modalities) is normalised once as a second: the value and every gradient are
+    # those of the plain sum of info_nce over the pairs.
+    n_users, n_items, dim = 9, 7, 5
+    gen = torch.Generator().manual_seed(0)
+    features = [torch.randn(n_items, 3, generator=gen) for _ in range(3)]
+    network = DiffMMNetwork(NetworkConfig(n_users, n_items, (3, 3, 3), embedding_dim=dim), features)
+    objective = DiffMMObjective(
+        network, None, None, **{**_OBJECTIVE_DEFAULTS, "contrastive": scheme}
+    )
+    users, items = torch.tensor([0, 4, 4, 8]), torch.tensor([6, 1, 1, 2])
+    base = [torch.randn(n_users + n_items, dim, generator=gen) for _ in range(4)]
+    tau = objective.temperature
+
+    def leaves():
+        return [t.clone().requires_grad_() for t in base]
+
+    output, *views = got = leaves()
+    value = objective._contrastive(output, views, users, items)
+    value.backward()
+    output, *views = want = leaves()
+    if scheme == "main_modal":
+        pairs = [(output, z) for z in views]
+    else:
+        pairs = [(views[a], views[b]) for a, b in [(0, 1), (0, 2), (1, 2)]]
+    expected = sum(
+        losses.info_nce(x[:n_users], y[:n_users], users, tau)
+        + losses.info_nce(x[n_users:], y[n_users:], items, tau)
+        for x, y in pairs
+    )
+    expected.backward()
+    assert float(value) == pytest.approx(float(expected), rel=1e-6)
+    for a, b in zip(got, want, strict=True):
+        if b.grad is None:
+            assert a.grad is None or not a.grad.any()
+        else:
+            torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-7)

@@ -29,18 +29,19 @@ class _NormalizeRows(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, eps):
         norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
-        out = x / norm.clamp_min(eps)
+        clamped = norm.clamp_min(eps)
+        out = x / clamped
         if ctx.needs_input_grad[0]:
-            ctx.save_for_backward(out, norm)
+            ctx.save_for_backward(out, norm, clamped)
             ctx.eps = eps
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        out, norm = ctx.saved_tensors
+        out, norm, clamped = ctx.saved_tensors
         # d(x/n)/dx = (I − y·yᵀ)/n on rows with n ≥ ε; below ε the denominator is the
         # constant ε and only the 1/ε term remains (as in F.normalize, whose clamp passes
         # the gradient at n = ε).
         along = (grad * out).sum(-1, keepdim=True).masked_fill_(norm < ctx.eps, 0.0)
-        return torch.addcmul(grad, out, along, value=-1.0).div_(norm.clamp_min(ctx.eps)), None
+        return torch.addcmul(grad, out, along, value=-1.0).div_(clamped), None

@@ -15,6 +15,7 @@ from torch import nn
 from . import losses
 from ._diffusion_phases import DiffusionPhases
 from ._model import DiffMMNetwork, LightGCNNetwork
+from ._normalize import normalize_rows
 from ._sparse import transpose_csr
 
 __all__ = ["DiffMMObjective", "LightGCNObjective", "Objective", "hardest_negatives"]
@@ -93,7 +94,7 @@ class DiffMMObjective:
         self, users: torch.Tensor, items: torch.Tensor, negatives: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         network = self.network
-        n_users, n_items = network.config.n_users, network.config.n_items
+        n_users = network.config.n_users
         use_cl = self.contrastive is not None and self.contrastive_weight > 0
         output, views = network(
             self.adjacency, self._graphs, with_views=use_cl, graphs_t=self._graphs_t
@@ -107,30 +108,40 @@ class DiffMMObjective:
             # gradients, where each slice's zero-fills and adds a full-size tensor. (BPR keeps
             # its slices: sharing the split would change the order in which autograd sums the
             # output's gradients, and so the last bits of the model.)
-            out_halves, *view_halves = (t.split([n_users, n_items]) for t in (output, *views))
-            cl = self._contrastive(out_halves, view_halves, users, items)
+            cl = self._contrastive(output, views, users, items)
         else:
             cl = bpr.new_zeros(())
         return _total(bpr, l2, self.contrastive_weight, cl)
 
     def _contrastive(
         self,
-        output: tuple[torch.Tensor, torch.Tensor],
-        views: list[tuple[torch.Tensor, torch.Tensor]],
+        output: torch.Tensor,
+        views: list[torch.Tensor],
         users: torch.Tensor,
         items: torch.Tensor,
     ) -> torch.Tensor:
-        """InfoNCE over the batch's users and items; each view given as (user rows, item rows)."""
+        """InfoNCE over the batch's users and items, for each pair of (output or view, view).
+
+        The first of a pair contributes its batch rows, the second all its rows, L2-normalised:
+        a view that is the second of several pairs is normalised once, its users and items
+        together. Each tensor is split (not sliced) into its user and item rows: a split's
+        backward is one concatenation of the halves' gradients, where each slice's zero-fills
+        and adds a full-size tensor.
+        """
+        sizes = [self.network.config.n_users, self.network.config.n_items]
         if self.contrastive == "main_modal":
-            pairs = [(output, z) for z in views]
+            pairs = [(output, b) for b in range(len(views))]
         else:  # modal_modal
-            pairs = [
-                (views[a], views[b]) for a in range(len(views)) for b in range(a + 1, len(views))
-            ]
-        total = output[0].new_zeros(())
-        for (x_users, x_items), (y_users, y_items) in pairs:
-            total = total + losses.info_nce(x_users, y_users, users, self.temperature)
-            total = total + losses.info_nce(x_items, y_items, items, self.temperature)
+            pairs = [(views[a], b) for a in range(len(views)) for b in range(a + 1, len(views))]
+        seconds = {b: normalize_rows(views[b]).split(sizes) for b in sorted({b for _, b in pairs})}
+        firsts: dict[int, tuple[torch.Tensor, ...]] = {}
+        total = output.new_zeros(())
+        for first, b in pairs:
+            if id(first) not in firsts:
+                firsts[id(first)] = first.split(sizes)
+            (x_users, x_items), (y_users, y_items) = firsts[id(first)], seconds[b]
+            total = total + losses._info_nce_normalized(x_users, y_users, users, self.temperature)
+            total = total + losses._info_nce_normalized(x_items, y_items, items, self.temperature)
         return total
 
     def encode(self) -> torch.Tensor:

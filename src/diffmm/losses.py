@@ -76,18 +76,28 @@ def info_nce(
     >>> round(float(info_nce(x, x, torch.tensor([0, 2]), 0.5)), 4)
     0.2395
     """
+    return _info_nce_normalized(view_x, normalize_rows(view_y), nodes, temperature)
+
+
+def _info_nce_normalized(
+    view_x: torch.Tensor, y: torch.Tensor, nodes: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """:func:`info_nce` for a ``view_y`` whose rows the caller has L2-normalised already.
+
+    The same value and gradients as ``info_nce(view_x, view_y, nodes, temperature)`` with
+    ``y = normalize_rows(view_y)``: a caller that uses one view in several terms normalises
+    it once (the recommender step does, for each modality's view).
+    """
     if view_x.device.type != "cpu":
         # Launch-bound on CUDA, where the blocked path below is slower (performance page).
         # Scaling the (batch, dim) side by 1/τ saves a pass over the (batch, n_nodes) logits.
         x = normalize_rows(view_x[nodes]) / temperature
-        y = normalize_rows(view_y)
         positive = (x * y[nodes]).sum(-1)
         return (torch.logsumexp(x @ y.T, dim=-1) - positive).mean()
     # Every term depends on its node only: compute each distinct node once.
     rows, counts = torch.unique(nodes, return_counts=True)
     # Normalisation and 1/τ stay with autograd; they touch (batch, dim) tensors only.
     x = normalize_rows(view_x[rows]) / temperature
-    y = normalize_rows(view_y)
     # |x·y| ≤ 1/τ on normalised rows: each exponential lies within exp(±1/τ) and a row's sum
     # below n·exp(1/τ), so for any usual τ they are computed as they are. Only where that
     # could overflow (or underflow to zero) is each row shifted by its exact maximum, at the
