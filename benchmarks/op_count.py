@@ -8,6 +8,11 @@ labels), the ATen operators called directly from Python or from autograd (an ope
 another one calls, and views, which launch nothing, are not counted). The count does not
 depend on the machine's speed or load.
 
+Two counts per phase: ``dispatched`` (every such operator: each costs host time on any
+device, a few microseconds on a GPU even when it does nothing) and ``kernels`` (those that
+do work on the data: less the conversions that return their input unchanged, such as
+``x.to(x.dtype)``, and bare allocations such as ``new_empty``, which launch no kernel).
+
 Run::
 
     python benchmarks/op_count.py --preset tiktok --out benchmarks/results/op_count.json
@@ -57,11 +62,32 @@ VIEWS = {
     "aten::crow_indices",
     "aten::col_indices",
 }
+# Conversions that launch a kernel only when they copy (then they call one in turn).
+CONVERSIONS = {"aten::to", "aten::contiguous", "aten::type_as"}
+# Allocations without a fill, a transpose view and a metadata query: no kernel.
+NO_KERNEL = {
+    "aten::new_empty",
+    "aten::empty_like",
+    "aten::new_empty_strided",
+    "aten::numpy_T",
+    "aten::dense_dim",
+}
 
 
-def count(events, by_name: dict[str, Counter] | None = None) -> dict[str, int]:
+def _does_work(event) -> bool:
+    if event.name in NO_KERNEL:
+        return False
+    if event.name in CONVERSIONS:
+        return any(child.name.startswith("aten::") for child in event.cpu_children)
+    return True
+
+
+def count(
+    events, by_name: dict[str, Counter] | None = None, *, kernels: bool = False
+) -> dict[str, int]:
     """Top-level, non-view ATen operators inside each phase's range.
 
+    ``kernels``: count only those that do work on the data (see the module docstring).
     ``by_name``, when given, receives each phase's counts per operator name.
     """
     counts = {}
@@ -73,7 +99,7 @@ def count(events, by_name: dict[str, Counter] | None = None) -> dict[str, int]:
             while stack:
                 event = stack.pop()
                 if event.name.startswith("aten::"):
-                    if event.name not in VIEWS:
+                    if event.name not in VIEWS and (not kernels or _does_work(event)):
                         names[event.name] += 1
                     continue  # what it calls in turn is part of this operator
                 stack.extend(event.cpu_children)
@@ -104,12 +130,14 @@ def main(argv: list[str] | None = None) -> dict[str, int]:
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         model.fit(data.train, data.features)
     by_name: dict[str, Counter] = {}
-    counts = count(prof.events(), by_name)
+    events = prof.events()
+    counts = {"dispatched": count(events, by_name), "kernels": count(events, kernels=True)}
     print(json.dumps(counts, indent=1))
     for phase, names in by_name.items() if args.top else ():
         print(f"{phase}: " + ", ".join(f"{n[6:]} {c}" for n, c in names.most_common(args.top)))
     if args.out is not None:
-        args.out.write_text(json.dumps({"preset": args.preset, "data": args.data, **counts}) + "\n")
+        record = {"preset": args.preset, "data": args.data, "precision": args.precision}
+        args.out.write_text(json.dumps({**record, **counts}) + "\n")
     return counts
 
 

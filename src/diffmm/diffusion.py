@@ -239,9 +239,11 @@ def _check_t(schedule: DiffusionSchedule, t: torch.Tensor, batch: int | None) ->
         raise TypeError(f"t must be an integer tensor (e.g. torch.long), got {t.dtype}")
     if batch is not None and (t.ndim != 1 or t.shape[0] != batch):
         raise ValueError(f"t must have shape (batch,) = ({batch},), got {tuple(t.shape)}")
-    # Range check only where it costs no device synchronisation.
-    if t.device.type == "cpu" and t.numel() and (t.min() < 0 or t.max() >= schedule.steps):
-        raise ValueError(f"t must lie in [0, {schedule.steps}) (steps={schedule.steps})")
+    # Range check only where it costs no device synchronisation; one reduction for both ends.
+    if t.device.type == "cpu" and t.numel():
+        low, high = torch.aminmax(t)
+        if low.item() < 0 or high.item() >= schedule.steps:
+            raise ValueError(f"t must lie in [0, {schedule.steps}) (steps={schedule.steps})")
 
 
 def _check_x(name: str, x: torch.Tensor, like: torch.Tensor | None = None) -> None:
