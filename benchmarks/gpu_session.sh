@@ -5,6 +5,7 @@
 #   bash benchmarks/gpu_session.sh tune    # timings + profile, then tuning round 2 and ablations
 #   bash benchmarks/gpu_session.sh next    # timings + profile, then tuning round 4 (3 seeds)
 #   bash benchmarks/gpu_session.sh plus    # timings + profile, then the options' rows (3 seeds)
+#   bash benchmarks/gpu_session.sh speed   # CUDA tests, phases against their floors, profile
 #
 # Expects the TikTok folder at ../shared/data/tiktok (or at .tiktok/, linked there) and writes
 # into $OUT (default benchmarks/results/gpu). Nothing here is part of CI.
@@ -60,6 +61,22 @@ wave() {  # wall seconds, stop minutes, accuracy.py selection arguments...
     rm -f "$OUT/accuracy_tiktok.json" "$OUT/accuracy_tiktok.md"
     tail -25 "$OUT/accuracy.log"
 }
+
+if [ "$mode" = speed ]; then
+    # The speed issue's checks on the GPU (about 6 minutes): the CUDA tests, each phase against
+    # its floor in fp32 and bf16 (alternating, two rounds: the run-to-run spread), and where
+    # an epoch's time goes (torch.profiler: kernel time against wall time).
+    timeout 120 $PY -m pytest tests/test_cuda.py tests/test_estimator.py tests/test_precision.py \
+        tests/test_baselines.py -k "cuda or precision" -q -p no:cacheprovider 2>&1 \
+        | tail -30 | tee "$OUT/pytest.log"
+    timeout 300 $PY benchmarks/speed.py --scenarios tiktok --device cuda --precision fp32,bf16 \
+        --rounds 2 --label h200 --out "$OUT/speed" 2>&1 | tail -40
+    cp "$OUT/speed/speed_h200.json" "$OUT/speed/speed_h200.md" "$OUT/" 2>/dev/null
+    rm -rf "$OUT/speed"
+    timeout 90 $PY benchmarks/profile_epoch.py --device cuda --epochs 2 \
+        --out "$OUT/profile_h200.txt" 2>&1 | head -8
+    exit 0
+fi
 
 if [ "$mode" = plus ]; then
     # The options beyond the published model (docs/accuracy.md): the rows the CPU has not run
