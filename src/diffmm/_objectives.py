@@ -104,10 +104,9 @@ class DiffMMObjective:
         bpr = losses.bpr_loss(user_out[users], item_out[items], item_out[negatives])
         l2 = self.l2_weight * losses.l2_penalty(network.user_embedding, network.item_embedding)
         if use_cl:
-            # Split, not sliced: a split's backward is one concatenation of the halves'
-            # gradients, where each slice's zero-fills and adds a full-size tensor. (BPR keeps
-            # its slices: sharing the split would change the order in which autograd sums the
-            # output's gradients, and so the last bits of the model.)
+            # The contrastive terms split the output (see _contrastive); BPR keeps its slices:
+            # sharing the split would change the order in which autograd sums the output's
+            # gradients, and so the last bits of the model.
             cl = self._contrastive(output, views, users, items)
         else:
             cl = bpr.new_zeros(())
