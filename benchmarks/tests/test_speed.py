@@ -5,6 +5,7 @@ No timing is asserted: only that every measurement is there.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -85,3 +86,67 @@ def test_speed_quick_writes_results(tmp_path):
     estimate = memory["estimate"]
     assert {"parameters_adam_snapshots", "graphs", "dense_peak"} <= set(estimate["parts_gb"])
     assert estimate["model_gb"] > 0
+
+
+@pytest.fixture(scope="module")
+def speed():
+    spec = importlib.util.spec_from_file_location("speed_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+@pytest.mark.parametrize("contrastive", ["main_modal", "modal_modal", None])
+def test_recommender_floor_counts_the_encoders_sparse_products(speed, monkeypatch, contrastive):
+    # The floor prices the entries the encoder multiplies per batch: count them in a real
+    # forward pass (every spmm the network calls) and compare.
+    import torch
+
+    import diffmm._model as model_module
+    from diffmm import DiffMMRecommender
+    from diffmm._graph import adjacency_from_matrix
+    from diffmm.datasets import make_synthetic
+
+    data = make_synthetic(n_users=40, n_items=30, random_state=0)
+    model = DiffMMRecommender(
+        epochs=1,
+        batch_size=16,
+        denoiser_hidden_dims=(8,),
+        embedding_dim=4,
+        random_state=0,
+        contrastive=contrastive,
+        device="cpu",
+    ).fit(data.train, data.features)
+    floor = speed.recommender_floor(model, data.train, torch.device("cpu"))
+
+    entries = []
+    original = model_module.spmm
+
+    def counting(matrix, dense, *args, **kwargs):
+        entries.append(int(matrix.values().numel()))
+        return original(matrix, dense, *args, **kwargs)
+
+    monkeypatch.setattr(model_module, "spmm", counting)
+    graphs = [_torch_csr(g) for g in model.generated_graphs_]
+    with torch.no_grad():
+        model.network_(adjacency_from_matrix(model.interactions_), graphs, with_views=True)
+    pairs = floor["contrastive"]["pairs"]
+    if not pairs:  # no contrastive views: the step does not build them
+        view_entries = sum(graph.values().numel() for graph in graphs)
+        view_entries += len(graphs) * model.network_.config.n_layers * entries[0]
+        assert floor["sparse"]["entries_per_batch_forward"] == sum(entries) - view_entries
+    else:
+        assert floor["sparse"]["entries_per_batch_forward"] == sum(entries)
+    expected_pairs = {"main_modal": 2, "modal_modal": 1, None: 0}[contrastive]
+    assert pairs == expected_pairs
+    distinct_users, distinct_items = speed._distinct_per_batch(data.train, 16)
+    assert len(distinct_users) == floor["batches"] == -(-data.train.nnz // 16)
+    assert distinct_users.max() <= 16 and distinct_items.max() <= 16
+
+
+def _torch_csr(matrix):
+    from diffmm._sparse import csr_rows
+
+    return csr_rows(matrix)
