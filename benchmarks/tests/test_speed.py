@@ -5,7 +5,6 @@ No timing is asserted: only that every measurement is there.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -86,16 +85,6 @@ def test_speed_quick_writes_results(tmp_path):
     estimate = memory["estimate"]
     assert {"parameters_adam_snapshots", "graphs", "dense_peak"} <= set(estimate["parts_gb"])
     assert estimate["model_gb"] > 0
-
-
-@pytest.fixture(scope="module")
-def speed():
-    spec = importlib.util.spec_from_file_location("speed_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
 
 
 @pytest.mark.parametrize("contrastive", ["main_modal", "modal_modal", None])
