@@ -133,6 +133,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import inspect
 import itertools
 import json
@@ -670,21 +671,18 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     }
     phases = _phase_medians(model.history_)
     rate_key = "bf16" if job["precision"] == "bf16" else "fp32"
-    rate = rates.get(rate_key, {}).get("gflops_per_s")
-    efficiency = {}
-    for phase in ("denoiser", "generation"):
-        seconds = phases["seconds"][phase]
-        ok = rate and seconds and flops[phase]
-        efficiency[phase] = flops[phase] / seconds / (rate * 1e9) if ok else None
     recommender = recommender_floor(model, train, device)
     floors = phase_floors(flops, rates, recommender)
-    seconds = phases["seconds"]
-    epoch = sum(seconds[p] or 0.0 for p in ("denoiser", "generation", "recommender"))
-    measured = {**{p: seconds[p] for p in ("denoiser", "generation", "recommender")}}
-    measured["epoch"] = epoch
+    measured = {p: phases["seconds"][p] for p in ("denoiser", "generation", "recommender")}
+    measured["epoch"] = sum(value or 0.0 for value in measured.values())
     over_floor = {
         phase: (measured[phase] / floor if measured[phase] and floor else None)
         for phase, floor in floors[rate_key].items()
+    }
+    # Efficiency of the dense phases: the share of the measured matmul rate, floor / seconds.
+    efficiency = {
+        phase: (1 / over_floor[phase] if over_floor[phase] and flops[phase] else None)
+        for phase in ("denoiser", "generation")
     }
     return {
         "scenario": name,
@@ -765,13 +763,22 @@ def _worker(job_file: str) -> None:
 # -- the parent: machine info, children, tables ----------------------------------------------
 
 
-def _cpu_model() -> str:
+@functools.cache
+def _cpuinfo() -> dict[str, str]:
+    """The first CPU's fields in ``/proc/cpuinfo`` (empty where there is none)."""
+    fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip().lower(), value.strip())
     except OSError:
         pass
+    return fields
+
+
+def _cpu_model() -> str:
+    if "model name" in _cpuinfo():
+        return _cpuinfo()["model name"]
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
         match = re.search(r"^Model name:\s*(.+)$", out, re.MULTILINE)
@@ -792,16 +799,7 @@ def cpu_kind() -> dict[str, Any]:
     The project's machines come in kinds (an AMD EPYC with AVX-512 BF16, an Intel Xeon with
     AMX, ...) whose matmul rates differ by several times: every figure names its kind.
     """
-    vendor, flags = None, set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "vendor_id" and vendor is None:
-                vendor = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
+    vendor, flags = _cpuinfo().get("vendor_id"), set(_cpuinfo().get("flags", "").split())
     features = [flag for flag in KIND_FLAGS if flag in flags]
     maker = {"GenuineIntel": "Intel", "AuthenticAMD": "AMD"}.get(vendor or "", vendor)
     if "amx_bf16" in flags:
