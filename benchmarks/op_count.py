@@ -82,35 +82,38 @@ def _does_work(event) -> bool:
     return True
 
 
-def count(
-    events, by_name: dict[str, Counter] | None = None, *, kernels: bool = False
-) -> dict[str, int]:
-    """Top-level, non-view ATen operators inside each phase's range.
+def count(events, by_name: dict[str, Counter] | None = None) -> dict[str, dict[str, int]]:
+    """Top-level, non-view ATen operators inside each phase's range, in one walk.
 
-    ``kernels``: count only those that do work on the data (see the module docstring).
-    ``by_name``, when given, receives each phase's counts per operator name.
+    Returns ``{"dispatched": {phase: n, ..., "epoch": n}, "kernels": {...}}``, the second
+    counting only those that do work on the data (see the module docstring). ``by_name``,
+    when given, receives each phase's dispatched counts per operator name.
     """
-    counts = {}
+    counts: dict[str, dict[str, int]] = {"dispatched": {}, "kernels": {}}
     for phase in PHASES:
         tops = [e for e in events if e.name == phase]
         names: Counter = Counter()
+        kernels = 0
         for top in tops:
             stack = list(top.cpu_children)
             while stack:
                 event = stack.pop()
                 if event.name.startswith("aten::"):
-                    if event.name not in VIEWS and (not kernels or _does_work(event)):
+                    if event.name not in VIEWS:
                         names[event.name] += 1
+                        kernels += _does_work(event)
                     continue  # what it calls in turn is part of this operator
                 stack.extend(event.cpu_children)
-        counts[phase.removeprefix("diffmm.")] = sum(names.values())
+        key = phase.removeprefix("diffmm.")
+        counts["dispatched"][key], counts["kernels"][key] = sum(names.values()), kernels
         if by_name is not None:
-            by_name[phase.removeprefix("diffmm.")] = names
-    counts["epoch"] = sum(counts.values())
+            by_name[key] = names
+    for per_phase in counts.values():
+        per_phase["epoch"] = sum(per_phase.values())
     return counts
 
 
-def main(argv: list[str] | None = None) -> dict[str, int]:
+def main(argv: list[str] | None = None) -> dict[str, dict[str, int]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="tiktok")
     parser.add_argument("--precision", default="fp32")
@@ -130,8 +133,7 @@ def main(argv: list[str] | None = None) -> dict[str, int]:
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         model.fit(data.train, data.features)
     by_name: dict[str, Counter] = {}
-    events = prof.events()
-    counts = {"dispatched": count(events, by_name), "kernels": count(events, kernels=True)}
+    counts = count(prof.events(), by_name)
     print(json.dumps(counts, indent=1))
     for phase, names in by_name.items() if args.top else ():
         print(f"{phase}: " + ", ".join(f"{n[6:]} {c}" for n, c in names.most_common(args.top)))
