@@ -96,6 +96,7 @@ def test_recommender_floor_counts_the_encoders_sparse_products(speed, monkeypatc
     import diffmm._model as model_module
     from diffmm import DiffMMRecommender
     from diffmm._graph import adjacency_from_matrix
+    from diffmm._sparse import csr_rows
     from diffmm.datasets import make_synthetic
 
     data = make_synthetic(n_users=40, n_items=30, random_state=0)
@@ -118,7 +119,7 @@ def test_recommender_floor_counts_the_encoders_sparse_products(speed, monkeypatc
         return original(matrix, dense, *args, **kwargs)
 
     monkeypatch.setattr(model_module, "spmm", counting)
-    graphs = [_torch_csr(g) for g in model.generated_graphs_]
+    graphs = [csr_rows(g) for g in model.generated_graphs_]
     with torch.no_grad():
         model.network_(adjacency_from_matrix(model.interactions_), graphs, with_views=True)
     pairs = floor["contrastive"]["pairs"]
@@ -133,9 +134,3 @@ def test_recommender_floor_counts_the_encoders_sparse_products(speed, monkeypatc
     distinct_users, distinct_items = speed._distinct_per_batch(data.train, 16)
     assert len(distinct_users) == floor["batches"] == -(-data.train.nnz // 16)
     assert distinct_users.max() <= 16 and distinct_items.max() <= 16
-
-
-def _torch_csr(matrix):
-    from diffmm._sparse import csr_rows
-
-    return csr_rows(matrix)

@@ -128,17 +128,17 @@ class DiffMMObjective:
         and adds a full-size tensor.
         """
         sizes = [self.network.config.n_users, self.network.config.n_items]
-        if self.contrastive == "main_modal":
-            pairs = [(output, b) for b in range(len(views))]
+        if self.contrastive == "main_modal":  # a = None: the output
+            pairs = [(None, b) for b in range(len(views))]
         else:  # modal_modal
-            pairs = [(views[a], b) for a in range(len(views)) for b in range(a + 1, len(views))]
+            pairs = [(a, b) for a in range(len(views)) for b in range(a + 1, len(views))]
         seconds = {b: normalize_rows(views[b]).split(sizes) for b in sorted({b for _, b in pairs})}
-        firsts: dict[int, tuple[torch.Tensor, ...]] = {}
+        firsts: dict[int | None, tuple[torch.Tensor, ...]] = {}
         total = output.new_zeros(())
-        for first, b in pairs:
-            if id(first) not in firsts:
-                firsts[id(first)] = first.split(sizes)
-            (x_users, x_items), (y_users, y_items) = firsts[id(first)], seconds[b]
+        for a, b in pairs:
+            if a not in firsts:  # split where first used, as before: the same autograd order
+                firsts[a] = (output if a is None else views[a]).split(sizes)
+            (x_users, x_items), (y_users, y_items) = firsts[a], seconds[b]
             total = total + losses._info_nce_normalized(x_users, y_users, users, self.temperature)
             total = total + losses._info_nce_normalized(x_items, y_items, items, self.temperature)
         return total
